@@ -1,0 +1,262 @@
+"""The ``mtrec`` command line.
+
+Every command takes ``-w/--workspace`` (default ``$MTREC_WORKSPACE`` or
+``./mtrec-workspace``); commands that print results take ``--json``. Errors are one
+readable line on stderr and a non-zero exit code, never a traceback (set
+``MTREC_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from agent.console import err, print_json, print_table
+
+app = typer.Typer(
+    name="mtrec",
+    help="Multi-task recommender with LLM reranking and grounded explanations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Get datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+Workspace_ = Annotated[
+    Path | None,
+    typer.Option("--workspace", "-w", help="Workspace directory [env MTREC_WORKSPACE]."),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+K = Annotated[int, typer.Option("-k", "--k", help="Number of results.")]
+
+
+class UsageError(Exception):
+    """A bad command-line value; exit code 2."""
+
+
+def _workspace(path: Path | None):
+    from agent.workspace import Workspace
+
+    return Workspace(path)
+
+
+# ---- data -----------------------------------------------------------------------------------
+@data_app.command("get")
+def data_get(name: Annotated[str, typer.Argument(help="Dataset name, e.g. ml-100k.")]) -> None:
+    """Download a public dataset into the user cache (instant when already there)."""
+    from mtrec.data.download import get_dataset, is_cached
+
+    cached = is_cached(name) if name in _known_datasets() else False
+    t0 = time.perf_counter()
+    if not cached:
+        err.print(f"Fetching {name} (from the RecBole wheel on PyPI) ...")
+    path = get_dataset(name, quiet=True)
+    state = "already cached" if cached else f"fetched in {time.perf_counter() - t0:.1f}s"
+    err.print(f"{name}: {state}")
+    print(path)
+
+
+def _known_datasets() -> list[str]:
+    from mtrec.data.download import SOURCES
+
+    return list(SOURCES)
+
+
+# ---- index / search ---------------------------------------------------------------------------
+@app.command()
+def index(
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", "-d", help="ml-100k, a directory or a table file.")
+    ] = None,
+    format: Annotated[
+        str, typer.Option("--format", help="auto, atomic, ml-100k-raw, ml-1m, ml-latest, table.")
+    ] = "auto",
+    workspace: Workspace_ = None,
+    rebuild: Annotated[bool, typer.Option(help="Drop the index first (e.g. new model).")] = False,
+    lenient: Annotated[bool, typer.Option(help="Skip bad rows and report them.")] = False,
+    json_out: Json = False,
+) -> None:
+    """Load a dataset into the workspace and embed its items into the Chroma index."""
+    from agent.workspace import DatasetSpec, index_items
+    from mtrec.data import LoadReport, load_dataset
+
+    ws = _workspace(workspace)
+    with ws.lock("indexing"):
+        spec = DatasetSpec(dataset, format) if dataset else ws.dataset_spec()
+        report = LoadReport()
+        ds = load_dataset(spec.source, format=spec.format, lenient=lenient, report=report)
+        for line in report.lines():
+            err.print(f"[yellow]{line}[/]")
+        ws.set_dataset(spec)
+        result = ws.index(rebuild=rebuild).sync(index_items(ds), show_progress=not json_out)
+    summary = {
+        **ds.summary(),
+        **result.__dict__,
+        "workspace": str(ws.root),
+        "skipped_rows": report.total_skipped,
+    }
+    if json_out:
+        print_json(summary)
+    else:
+        rate = result.embedded / result.seconds if result.seconds and result.embedded else 0
+        err.print(
+            f"Indexed {ds.name}: {result.added} added, {result.updated} updated, "
+            f"{result.unchanged} unchanged, {result.deleted} deleted in {result.seconds:.1f}s"
+            + (f" ({rate:.0f} items/s)" if rate else "")
+        )
+
+
+def _filters(
+    genre: list[str] | None, not_genre: list[str] | None, year_min: int | None, year_max: int | None
+):
+    from retrieval import ItemFilter
+
+    f = ItemFilter(tuple(genre or ()), tuple(not_genre or ()), year_min, year_max)
+    return None if f.is_empty() else f
+
+
+def _hits_out(title: str, hits: list, json_out: bool) -> None:
+    rows = [
+        {
+            "item_id": h.item_id,
+            "title": h.title,
+            "year": h.year,
+            "categories": list(h.categories),
+            "score": round(h.score, 4),
+        }
+        for h in hits
+    ]
+    if json_out:
+        print_json(rows)
+        return
+    print_table(
+        title,
+        ["#", "id", "title", "year", "genres", "similarity"],
+        [
+            (i + 1, r["item_id"], r["title"], r["year"], r["categories"], r["score"])
+            for i, r in enumerate(rows)
+        ],
+    )
+
+
+Genre = Annotated[list[str] | None, typer.Option("--genre", help="Keep items of this genre.")]
+NotGenre = Annotated[list[str] | None, typer.Option("--not-genre", help="Drop this genre.")]
+YearMin = Annotated[int | None, typer.Option("--year-min")]
+YearMax = Annotated[int | None, typer.Option("--year-max")]
+
+
+@app.command()
+def similar(
+    item: Annotated[str, typer.Option("--item", "-i", help="Item id.")],
+    workspace: Workspace_ = None,
+    k: K = 10,
+    genre: Genre = None,
+    not_genre: NotGenre = None,
+    year_min: YearMin = None,
+    year_max: YearMax = None,
+    json_out: Json = False,
+) -> None:
+    """Items most similar in content to an item."""
+    ws = _workspace(workspace)
+    hits = ws.index().similar(item, k, _filters(genre, not_genre, year_min, year_max))
+    title = ws.dataset.item(item).title if ws.dataset.has_item(item) else item
+    _hits_out(f"Similar to {item} ({title})", hits, json_out)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="Free text.")],
+    workspace: Workspace_ = None,
+    k: K = 10,
+    genre: Genre = None,
+    not_genre: NotGenre = None,
+    year_min: YearMin = None,
+    year_max: YearMax = None,
+    json_out: Json = False,
+) -> None:
+    """Semantic search over the catalog."""
+    ws = _workspace(workspace)
+    hits = ws.index().search_text(query, k, _filters(genre, not_genre, year_min, year_max))
+    _hits_out(f"Search: {query}", hits, json_out)
+
+
+# ---- model ----------------------------------------------------------------------------------
+Protocol = Annotated[str, typer.Option("--protocol", "-p", help="loo or random.")]
+
+
+@app.command()
+def train(
+    workspace: Workspace_ = None,
+    protocol: Protocol = "loo",
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = True,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    json_out: Json = False,
+) -> None:
+    """Train the multi-task model on the workspace's dataset, with early stopping."""
+    from agent.training_run import run_training
+
+    result = run_training(
+        _workspace(workspace), protocol, epochs, device, resume, seed, show_progress=not json_out
+    )
+    if json_out:
+        print_json(result)
+
+
+@app.command()
+def evaluate(
+    workspace: Workspace_ = None,
+    protocol: Annotated[
+        str | None, typer.Option("--protocol", "-p", help="loo or random (default: as trained).")
+    ] = None,
+    baselines: Annotated[
+        bool, typer.Option(help="Also evaluate Pop, ItemKNN, BPR, Content.")
+    ] = False,
+    json_out: Json = False,
+) -> None:
+    """Evaluate the trained model (and optionally baselines) on the test split."""
+    from agent.training_run import run_evaluation
+
+    results = run_evaluation(_workspace(workspace), protocol, baselines, show_progress=not json_out)
+    if json_out:
+        print_json(results)
+        return
+    cols = ["ndcg@10", "recall@10", "mrr@10", "hit@10", "coverage@10", "novelty@10"]
+    print_table(
+        f"Test metrics ({results['protocol']}, {int(results['users'])} users)",
+        ["model", *cols],
+        [(name, *(m.get(c) for c in cols)) for name, m in results["models"].items()],
+    )
+    if results.get("tasks"):
+        print_table("Task heads", list(results["tasks"]), [list(results["tasks"].values())])
+
+
+# ---- entry point ------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI, turning expected errors into one line and an exit code."""
+    from agent.errors import user_facing
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except SystemExit:
+        raise
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as e:
+        if os.environ.get("MTREC_DEBUG"):
+            raise
+        message, code = user_facing(e)
+        err.print(f"[bold red]error:[/] {message}", highlight=False)
+        sys.exit(code)

@@ -1,0 +1,115 @@
+"""One typed settings object, read from the workspace config file and the environment.
+
+Precedence (highest first): explicit arguments, environment (``MTREC_*``; the remote LLM
+also follows the OpenAI SDK's ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``), the workspace's
+``mtrec.toml``, then the defaults stated here.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE = "mtrec.toml"
+DEFAULT_WORKSPACE = "mtrec-workspace"
+
+
+def default_workspace() -> Path:
+    return Path(os.environ.get("MTREC_WORKSPACE", DEFAULT_WORKSPACE))
+
+
+class Settings(BaseSettings):
+    """Runtime settings of the agent.
+
+    Attributes:
+        embedding_model: sentence-transformers name or path; None = bundled all-MiniLM-L6-v2.
+        chroma_url: A Chroma server URL; None = embedded Chroma inside the workspace.
+        llm_base_url: OpenAI-compatible endpoint of the remote tier (None = OpenAI's default
+            when an API key is set, else the remote tier is not configured).
+        llm_api_key: Its API key (never logged or printed).
+        llm_model: Model name at that endpoint.
+        llm_timeout_s: Per-request timeout of the remote tier.
+        llm_max_tokens: Generation cap of each LLM call.
+        local_model_path: GGUF file of the local tier; None = Gemma 3 270M from its package.
+        llm_weight: Weight of the LLM's order in the final rank fusion (0 = model only).
+        candidates: Candidates shown to the reranker.
+        llm: Default tier choice.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MTREC_", extra="ignore")
+
+    embedding_model: str | None = None
+    chroma_url: str | None = None
+    llm_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MTREC_LLM_BASE_URL", "OPENAI_BASE_URL", "llm_base_url"),
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MTREC_LLM_API_KEY", "OPENAI_API_KEY", "llm_api_key"),
+    )
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = 20.0
+    llm_max_tokens: int = 600
+    local_model_path: str | None = None
+    llm_weight: float = 0.3
+    candidates: int = 30
+    llm: Literal["auto", "remote", "local", "none"] = "auto"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = _CURRENT_CONFIG.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path is not None and Path(toml_path).is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    @property
+    def remote_configured(self) -> bool:
+        return self.llm_base_url is not None or self.llm_api_key is not None
+
+
+_CURRENT_CONFIG: dict[str, Path | None] = {"path": None}
+
+
+class ConfigFileError(ValueError):
+    """The workspace config file is unsafe or malformed."""
+
+
+def load_settings(workspace: Path | None = None, **overrides: object) -> Settings:
+    """Settings for a workspace: ``WORKSPACE/mtrec.toml``, then the environment, then overrides.
+
+    A config file that holds an API key must be readable by its owner only (like ~/.ssh).
+
+    Raises:
+        ConfigFileError: the file holds a key but is group/world readable.
+    """
+    path = (workspace / CONFIG_FILE) if workspace else None
+    if path is not None and path.is_file():
+        mode = path.stat().st_mode
+        if "api_key" in path.read_text(errors="replace") and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigFileError(
+                f"{path} holds an API key but is readable by others; run `chmod 600 {path}`"
+            )
+    _CURRENT_CONFIG["path"] = path
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    finally:
+        _CURRENT_CONFIG["path"] = None

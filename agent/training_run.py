@@ -1,0 +1,154 @@
+"""Train and evaluate the multi-task model of a workspace (what ``mtrec train/evaluate`` run)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+from agent.console import err, progress
+from agent.workspace import Workspace
+from mtrec.config import MTRecConfig
+from mtrec.evaluation import PROTOCOLS, evaluate_ranking, split_dataset
+from mtrec.evaluation.tasks import evaluate_tasks
+from mtrec.model.multitask import MultiTaskModel
+from mtrec.training import EpochLog, train_multitask
+
+
+def _check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+
+
+def run_training(
+    ws: Workspace,
+    protocol: str = "loo",
+    epochs: int | None = None,
+    device: str = "auto",
+    resume: bool = True,
+    seed: int | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train on the protocol's training split, early-stopping on its validation split.
+
+    The checkpoint goes to ``WORKSPACE/model`` (atomically, at every improvement), together
+    with a resume file so that an interrupted run continues where it stopped.
+    """
+    _check_protocol(protocol)
+    with ws.lock("training"):
+        ds = ws.dataset
+        text = ws.text_embeddings(ds)
+        cfg = MTRecConfig.for_protocol(protocol)
+        cfg.train.device = device  # type: ignore[assignment]
+        if epochs is not None:
+            if epochs <= 0:
+                raise ValueError(f"--epochs must be positive, got {epochs}")
+            cfg.train.epochs = epochs
+        if seed is not None:
+            cfg.train.seed = seed
+        split = split_dataset(ds, protocol, seed=cfg.train.seed)
+        model = MultiTaskModel.create(ds, cfg, text)
+        resume_ok = resume and _same_run(ws, cfg)
+        if not resume_ok:
+            (ws.model_dir / "resume.pt").unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        with progress() as bar:
+            task = bar.add_task("epoch 1", total=None, info="", visible=show_progress)
+
+            def on_step(step: int, steps: int, losses: dict[str, float]) -> None:
+                info = " ".join(f"{k[:3]}={v:.3f}" for k, v in losses.items())
+                bar.update(task, total=steps, completed=step, info=info)
+
+            def on_epoch(log: EpochLog) -> None:
+                ndcg = log.valid.get("ndcg@10", float("nan"))
+                if show_progress:
+                    losses = " ".join(f"{k}={v:.3f}" for k, v in log.losses.items())
+                    err.print(
+                        f"epoch {log.epoch:3d}  {losses}  valid ndcg@10={ndcg:.4f}  "
+                        f"({log.seconds:.1f}s)"
+                    )
+                bar.update(task, description=f"epoch {log.epoch + 1}", completed=0)
+
+            result = train_multitask(
+                model,
+                ds,
+                split.train,
+                split,
+                checkpoint_dir=ws.model_dir,
+                resume=resume_ok,
+                on_epoch=on_epoch,
+                on_step=on_step,
+            )
+        seconds = time.perf_counter() - t0
+        summary = {
+            "protocol": protocol,
+            "best_epoch": result.best_epoch,
+            "valid_ndcg@10": round(result.best_ndcg10, 4),
+            "epochs_run": len(result.epochs),
+            "resumed_from_epoch": result.resumed_from,
+            "train_seconds": round(seconds, 1),
+            "checkpoint": str(ws.model_dir),
+        }
+        model.save(ws.model_dir, {"valid_ndcg@10": result.best_ndcg10, **summary})
+        (ws.model_dir / "resume.pt").unlink(missing_ok=True)
+    if show_progress:
+        err.print(
+            f"Best epoch {result.best_epoch}: valid NDCG@10 {result.best_ndcg10:.4f} "
+            f"({seconds:.0f}s). Saved to {ws.model_dir}"
+        )
+    return summary
+
+
+def _same_run(ws: Workspace, cfg: MTRecConfig) -> bool:
+    """Resume only a run of the same configuration."""
+    latest = ws.model_dir / "LATEST"
+    if not (ws.model_dir / "resume.pt").is_file() or not latest.is_file():
+        return False
+    saved = ws.model_dir / latest.read_text().strip() / "config.json"
+    return saved.is_file() and json.loads(saved.read_text()) == json.loads(cfg.model_dump_json())
+
+
+def run_evaluation(
+    ws: Workspace,
+    protocol: str | None = None,
+    baselines: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Test-split metrics of the workspace's model (and baselines) under one protocol."""
+    from mtrec.model.baselines import BPRModel, ContentModel, ItemKNNModel, PopularityModel
+
+    model = MultiTaskModel.load(ws.model_dir)
+    protocol = protocol or model.config.protocol
+    _check_protocol(protocol)
+    if protocol != model.config.protocol:
+        err.print(
+            f"[yellow]note: the model was trained for the {model.config.protocol!r} "
+            f"protocol; evaluating on {protocol!r} may include its training rows[/]"
+        )
+    ds = ws.dataset
+    if model.item_ids != ds.item_ids:
+        raise ValueError("the model was trained on a different catalog; run `mtrec train`")
+    split = split_dataset(ds, protocol, seed=model.config.train.seed)
+    models: list[Any] = [model]
+    if baselines:
+        text = ws.text_embeddings(ds)
+        models += [PopularityModel(), ItemKNNModel(), BPRModel(), ContentModel(text, recent=20)]
+    results: dict[str, Any] = {"protocol": protocol, "models": {}}
+    with progress(transient=True) as bar:
+        for m in models:
+            n_users = len(np.unique(ds.user_idx[split.test]))
+            task = bar.add_task(m.name, total=n_users, info="", visible=show_progress)
+            t0 = time.perf_counter()
+            if m is not model:
+                m.fit(ds, split.train)
+            fit_s = time.perf_counter() - t0
+            metrics = evaluate_ranking(
+                m, ds, split, "test", on_batch=lambda n, t=task: bar.advance(t, n)
+            )
+            metrics["fit_seconds"] = round(fit_s, 2)
+            results["models"][m.name] = {k: round(v, 4) for k, v in metrics.items()}
+            results["users"] = metrics["users"]
+    results["tasks"] = {k: round(v, 4) for k, v in evaluate_tasks(model, ds, split).items()}
+    return results

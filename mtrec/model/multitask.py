@@ -1,0 +1,227 @@
+"""The multi-task recommender: the network plus its catalog, behind ``BaseModel``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mtrec.config import MTRecConfig
+from mtrec.data.history import History
+from mtrec.data.schema import Dataset
+from mtrec.model.base import BaseModel, check_k, top_k
+from mtrec.model.batching import pad_histories
+from mtrec.model.checkpoint import load_checkpoint, save_checkpoint
+from mtrec.model.network import MultiTaskNet, UserState, rating_bucket
+
+
+@dataclass
+class TaskScores:
+    """Per-task scores of candidate items for one user.
+
+    Attributes:
+        items: (n,) dense item ids, as given.
+        engagement: (n,) probability of the item under the softmax over the whole catalog.
+        engagement_logit: (n,) the raw score ``u . v``.
+        like: (n,) probability that the user likes the item.
+        rating: (n,) expected rating.
+    """
+
+    items: np.ndarray
+    engagement: np.ndarray
+    engagement_logit: np.ndarray
+    like: np.ndarray
+    rating: np.ndarray
+
+
+class MultiTaskModel(BaseModel):
+    """MMoE multi-task model over user histories.
+
+    Build with ``MultiTaskModel.create`` (new) or ``MultiTaskModel.load`` (checkpoint); train
+    with ``mtrec.training.train_multitask``.
+
+    Args:
+        config: Full configuration.
+        net: The network.
+        item_ids: External item ids by dense id.
+        user_ids: External user ids by dense id (users seen in training).
+        categories: Category names, the columns of category-interest outputs.
+    """
+
+    name = "MTRec"
+
+    def __init__(
+        self,
+        config: MTRecConfig,
+        net: MultiTaskNet,
+        item_ids: list[str],
+        user_ids: list[str],
+        categories: list[str],
+    ) -> None:
+        self.config = config
+        self.net = net.eval()
+        self.item_ids = item_ids
+        self.user_ids = user_ids
+        self.categories = categories
+        self.n_items = len(item_ids)
+        self.metrics: dict[str, object] = {}
+        self._vectors: torch.Tensor | None = None
+
+    @classmethod
+    def create(
+        cls, ds: Dataset, config: MTRecConfig, text: np.ndarray | None = None
+    ) -> MultiTaskModel:
+        """A fresh, untrained model for a dataset's catalog.
+
+        Args:
+            ds: The dataset (for the catalog, categories and rating scale).
+            config: Configuration; ``config.model.text_dim`` is set from ``text``.
+            text: (n_items, text_dim) item text embeddings, rows in dense id order, or None.
+        """
+        torch.manual_seed(config.train.seed)
+        if text is not None and text.shape[0] != ds.n_items:
+            raise ValueError(f"text embeddings have {text.shape[0]} rows for {ds.n_items} items")
+        config = config.model_copy(deep=True)
+        config.model.text_dim = 0 if text is None else int(text.shape[1])
+        ratings = ds.value[~np.isnan(ds.value)]
+        net = MultiTaskNet(
+            config.model,
+            ds.n_items,
+            None if text is None else torch.as_tensor(text, dtype=torch.float32),
+            torch.as_tensor(ds.category_matrix()),
+            float(ratings.mean()) if len(ratings) else 3.5,
+        )
+        return cls(config, net, ds.item_ids, [u.user_id for u in ds.users], ds.categories)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> MultiTaskModel:
+        """Load the latest checkpoint under ``path``."""
+        ck = load_checkpoint(path)
+        text_dim = ck.config.model.text_dim
+        n_items = len(ck.item_ids)
+        net = MultiTaskNet(
+            ck.config.model,
+            n_items,
+            torch.zeros(n_items, text_dim) if text_dim else None,
+            torch.zeros(n_items, len(ck.categories)),
+        )
+        net.load_state_dict(ck.state)
+        model = cls(ck.config, net.to(device), ck.item_ids, ck.user_ids, ck.categories)
+        model.metrics = ck.metrics
+        return model
+
+    def save(self, path: str | Path, metrics: dict[str, object] | None = None) -> Path:
+        """Write an atomic checkpoint under ``path``."""
+        if metrics is not None:
+            self.metrics = metrics
+        return save_checkpoint(
+            path,
+            self.net.state_dict(),
+            self.config,
+            self.item_ids,
+            self.user_ids,
+            self.categories,
+            dict(self.metrics),
+        )
+
+    # ---- BaseModel ------------------------------------------------------------------------
+    def fit(self, ds: Dataset, rows: np.ndarray, **kwargs: object) -> MultiTaskModel:
+        from mtrec.training import train_multitask  # training imports this module
+
+        train_multitask(self, ds, rows, **kwargs)  # type: ignore[arg-type]
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @torch.inference_mode()
+    def user_state(self, histories: Sequence[History]) -> UserState:
+        """Users' states after their whole histories; every field is (B, ...)."""
+        p = pad_histories(histories, self.config.model.max_history, self.n_items).to(self.device)
+        state, _ = self.net.encode(p.items, p.events, rating_bucket(p.values))
+        return UserState(*(getattr(state, f)[:, -1] for f in state.__dataclass_fields__))
+
+    @torch.inference_mode()
+    def item_vectors_tensor(self) -> torch.Tensor:
+        """(n_items, dim) item vectors (cached: the model is frozen at inference)."""
+        if self._vectors is None or self.net.training:
+            self._vectors = self.net.items.all_vectors()
+        return self._vectors
+
+    def invalidate_cache(self) -> None:
+        self._vectors = None
+
+    @torch.inference_mode()
+    def score(self, users: np.ndarray, histories: Sequence[History]) -> np.ndarray:
+        state = self.user_state(histories)
+        return (state.interest @ self.item_vectors_tensor().T).float().cpu().numpy()
+
+    def item_vectors(self) -> np.ndarray:
+        return self.item_vectors_tensor().cpu().numpy()
+
+    # ---- the inference API used by the agent ----------------------------------------------
+    def interest_vector(self, history: History) -> np.ndarray:
+        """(dim,) the user interest vector u (engagement logits are ``u . v_item``)."""
+        return self.user_state([history]).interest[0].cpu().numpy()
+
+    def category_interest(self, history: History) -> np.ndarray:
+        """(n_categories,) predicted category-interest distribution (sums to 1)."""
+        logits = self.user_state([history]).category_logits[0]
+        return torch.softmax(logits, dim=-1).cpu().numpy()
+
+    @torch.inference_mode()
+    def task_scores(self, history: History, items: np.ndarray) -> TaskScores:
+        """Per-task scores of the given candidate items for one user.
+
+        Raises:
+            ValueError: an item id outside ``[0, n_items)``.
+        """
+        items = np.asarray(items, np.int64)
+        if len(items) and (items.min() < 0 or items.max() >= self.n_items):
+            raise ValueError(f"candidate ids must be in [0, {self.n_items})")
+        state = self.user_state([history])
+        vectors = self.item_vectors_tensor()
+        logits = state.interest[0] @ vectors.T
+        probs = torch.softmax(logits, dim=-1)
+        idx = torch.as_tensor(items, device=self.device)
+        v = vectors[idx]
+        like = torch.sigmoid(self.net.like_logit(state.like[0].expand_as(v), v))
+        rating = self.net.rating(state.rating[0].expand_as(v), v)
+        return TaskScores(
+            items=items,
+            engagement=probs[idx].cpu().numpy(),
+            engagement_logit=logits[idx].cpu().numpy(),
+            like=like.cpu().numpy(),
+            rating=rating.cpu().numpy(),
+        )
+
+    def top_k(
+        self,
+        history: History,
+        k: int = 10,
+        exclude_seen: bool = True,
+        allowed: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Alias of ``recommend`` for a raw history (a user never seen in training works)."""
+        return self.recommend(history, k, exclude_seen=exclude_seen, allowed=allowed)
+
+    def recommend_batch(
+        self, histories: Sequence[History], k: int = 10, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k for many users at once: ``(items, scores)``, each (B, k)."""
+        check_k(k, self.n_items)
+        k = min(k, self.n_items)
+        scores = torch.as_tensor(self.score(np.full(len(histories), -1), histories))
+        if exclude_seen:
+            for r, h in enumerate(histories):
+                if len(h):
+                    scores[r, torch.as_tensor(h.items)] = -torch.inf
+        vals, idx = torch.topk(scores, k, dim=1)
+        return idx.numpy(), vals.numpy()
+
+
+__all__ = ["MultiTaskModel", "TaskScores", "top_k"]
