@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,3 +67,28 @@ class ItemFilter:
         if not clauses:
             return None
         return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+    def matches(self, metadata: Mapping[str, Any] | None) -> bool:
+        """Evaluate the filter in Python on one item's stored metadata.
+
+        Mirrors :meth:`to_where` exactly (the tests check both against real Chroma); used to
+        post-filter unfiltered nearest neighbours, which is far cheaper than Chroma's
+        metadata pre-filter when the filter is not selective.
+
+        Args:
+            metadata: Metadata dict as stored by ``ItemIndex`` (``None`` counts as empty).
+
+        Returns:
+            Whether Chroma's ``where`` clause would accept the item.
+        """
+        meta = metadata or {}
+        raw = meta.get(CATEGORIES_KEY)
+        cats = set(raw) if isinstance(raw, list | tuple) else set()
+        if self.categories_any and not cats.intersection(self.categories_any):
+            return False
+        if cats.intersection(self.categories_none):
+            return False
+        year = meta.get(YEAR_KEY)
+        if self.year_min is not None and (year is None or year < self.year_min):
+            return False
+        return not (self.year_max is not None and (year is None or year > self.year_max))

@@ -86,14 +86,59 @@ FILTERS = [
 
 
 @pytest.mark.parametrize("item_filter", FILTERS, ids=lambda f: str(f.to_where()))
-def test_filter_matches_python_semantics_in_chroma(
+def test_where_clause_in_chroma_matches_python_semantics(
     built_index: ItemIndex, catalog: list[IndexItem], item_filter: ItemFilter
 ) -> None:
     expected = {item.item_id for item in catalog if _expected(item, item_filter)}
-    hits = built_index.search_text("a movie", k=len(catalog) + 5, filters=item_filter)
-    assert {h.item_id for h in hits} == expected
+    # ids(filters) hands the where clause straight to Chroma.
+    assert set(built_index.ids(item_filter)) == expected
+    # matches() is the Python twin used to post-filter nearest neighbours.
+    metas = {item.item_id: item.to_metadata() for item in catalog}
+    assert {i for i, m in metas.items() if item_filter.matches(m)} == expected
+
+
+@pytest.mark.parametrize("item_filter", FILTERS, ids=lambda f: str(f.to_where()))
+def test_filtered_search_returns_the_filtered_top_k(
+    built_index: ItemIndex, catalog: list[IndexItem], item_filter: ItemFilter
+) -> None:
+    expected = {item.item_id for item in catalog if _expected(item, item_filter)}
+    everything = built_index.search_text("a space adventure", k=len(catalog))
+    ranking = [h.item_id for h in everything if h.item_id in expected]
+
+    hits = built_index.search_text("a space adventure", k=len(catalog) + 5, filters=item_filter)
+    assert [h.item_id for h in hits] == ranking
     for hit in hits:  # the returned metadata agrees with the filter too
         assert not set(hit.categories) & set(item_filter.categories_none)
+
+    # Small k: broad filters are answered from the unfiltered probe, selective ones fall back
+    # to Chroma's where clause; both must give the same top k.
+    k = 3
+    top = built_index.search_text("a space adventure", k=k, filters=item_filter)
+    assert [h.item_id for h in top] == ranking[:k]
+
+
+def test_selective_filter_uses_the_where_fallback(
+    built_index: ItemIndex, catalog: list[IndexItem]
+) -> None:
+    westerns = {item.item_id for item in catalog if "Western" in item.categories}
+    ranking = [h.item_id for h in built_index.search_text("astronauts in a starship", k=100)]
+    k = 3
+    # Precondition: the unfiltered probe (4k nearest) holds fewer than k Westerns, so returning
+    # k Westerns proves the Chroma where-clause path ran.
+    assert len([i for i in ranking[: 4 * k] if i in westerns]) < k
+    hits = built_index.search_text(
+        "astronauts in a starship", k=k, filters=ItemFilter(categories_any=("Western",))
+    )
+    assert [h.item_id for h in hits] == [i for i in ranking if i in westerns][:k]
+
+
+def test_filter_with_exclusions(built_index: ItemIndex) -> None:
+    horror = ItemFilter(categories_any=("Horror",))
+    first = built_index.search_text("ghosts", k=4, filters=horror)
+    skip = {h.item_id for h in first[:2]}
+    second = built_index.search_text("ghosts", k=4, filters=horror, exclude_ids=skip)
+    assert [h.item_id for h in second[:2]] == [h.item_id for h in first[2:]]
+    assert not skip & {h.item_id for h in second}
 
 
 def test_items_without_categories_or_year(tmp_path: Path, embedder: Embedder) -> None:

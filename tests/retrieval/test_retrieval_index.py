@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import GENRES, OCTOPUS_ID, OCTOPUS_QUERY
 
 from retrieval import Embedder, Hit, IndexItem, ItemIndex, UnknownItemError
+
+from .catalog import GENRES, OCTOPUS_ID, OCTOPUS_QUERY
 
 
 def test_counts_ids_and_binding(built_index: ItemIndex, catalog: list[IndexItem]) -> None:

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import OCTOPUS_ID, OCTOPUS_QUERY
 
 from retrieval import (
     Embedder,
@@ -23,6 +22,8 @@ from retrieval import (
     ItemIndex,
 )
 from retrieval.errors import UnknownItemError
+
+from .catalog import OCTOPUS_ID, OCTOPUS_QUERY
 
 
 def _free_port() -> int:
