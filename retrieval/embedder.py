@@ -16,6 +16,10 @@ import numpy as np
 #: Stable id recorded in indexes built with the default model.
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
 
+# Names that mean the bundled model: loading them from the local copy keeps them offline and
+# gives them the same model id, so switching spelling never looks like a model change.
+_DEFAULT_ALIASES = frozenset({DEFAULT_MODEL_ID, f"sentence-transformers/{DEFAULT_MODEL_ID}"})
+
 
 def default_model_path() -> Path:
     """Return the local directory of the bundled all-MiniLM-L6-v2 model.
@@ -41,8 +45,8 @@ class Embedder:
     Chroma collection (cosine space) and any downstream numpy code assume.
 
     Args:
-        model: A sentence-transformers model name or a local model directory. ``None`` uses the
-            bundled all-MiniLM-L6-v2 (offline).
+        model: A sentence-transformers model name or a local model directory. ``None`` (or
+            ``"all-MiniLM-L6-v2"``) uses the bundled all-MiniLM-L6-v2, offline.
         device: Torch device (``"cpu"``, ``"cuda"``, ...). ``None`` picks CUDA when available.
         batch_size: Texts per forward pass; 128 is the sweet spot for MiniLM on CPU.
     """
@@ -52,7 +56,7 @@ class Embedder:
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        default_path = default_model_path() if model is None else None
+        default_path = default_model_path() if model is None or model in _DEFAULT_ALIASES else None
         if default_path is not None:
             # The bundled model is complete on disk; stop the hub client from trying the network.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -77,7 +81,7 @@ class Embedder:
     def _stable_id(model: str | None) -> str:
         # The id is stored in index metadata, so it must not depend on where the model happens
         # to be installed: the default maps to its public name, other paths to their dir name.
-        if model is None:
+        if model is None or model in _DEFAULT_ALIASES:
             return DEFAULT_MODEL_ID
         path = Path(model).expanduser()
         if path.is_dir():

@@ -46,6 +46,7 @@ def test_default_model_id(embedder: Embedder) -> None:
 def test_model_id_is_stable_for_paths_and_names(tmp_path: Path) -> None:
     # _stable_id decides what gets written into index metadata; checked without loading models.
     assert Embedder._stable_id(str(default_model_path())) == DEFAULT_MODEL_ID
+    assert Embedder._stable_id("sentence-transformers/all-MiniLM-L6-v2") == DEFAULT_MODEL_ID
     custom = tmp_path / "my-finetuned-minilm"
     custom.mkdir()
     assert Embedder._stable_id(str(custom)) == "my-finetuned-minilm"
