@@ -95,7 +95,9 @@ def index(
         for line in report.lines():
             err.print(f"[yellow]{line}[/]")
         ws.set_dataset(spec)
-        result = ws.index(rebuild=rebuild).sync(index_items(ds), show_progress=not json_out)
+        result = ws.index(rebuild=rebuild, create=True).sync(
+            index_items(ds), show_progress=not json_out
+        )
     summary = {
         **ds.summary(),
         **result.__dict__,
@@ -239,6 +241,147 @@ def evaluate(
         print_table("Task heads", list(results["tasks"]), [list(results["tasks"].values())])
 
 
+# ---- recommend ------------------------------------------------------------------------------
+Llm = Annotated[str, typer.Option("--llm", help="auto, remote, local or none.")]
+
+
+def _llm_choice(llm: str) -> str:
+    if llm not in ("auto", "remote", "local", "none"):
+        raise ValueError(f"--llm must be auto, remote, local or none, got {llm!r}")
+    return llm
+
+
+@app.command()
+def recommend(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="User id.")] = None,
+    history: Annotated[
+        str | None,
+        typer.Option("--history", help="Comma-separated item ids (oldest first) for a new user."),
+    ] = None,
+    query: Annotated[str | None, typer.Option("--query", "-q", help="Free-text request.")] = None,
+    k: K = 10,
+    llm: Llm = "auto",
+    genre: Genre = None,
+    not_genre: NotGenre = None,
+    year_min: YearMin = None,
+    year_max: YearMax = None,
+    language: Annotated[str | None, typer.Option(help="Language of the explanations.")] = None,
+    workspace: Workspace_ = None,
+    json_out: Json = False,
+) -> None:
+    """Explained recommendations for a user or a raw history."""
+    from agent.recommender import Recommender
+    from agent.schema import Filters
+
+    if user is None and history is None:
+        raise UsageError("give --user ID or --history ID,ID,...")
+    rec = Recommender.load(workspace)
+    filters = Filters(
+        categories=genre or [],
+        exclude_categories=not_genre or [],
+        year_min=year_min,
+        year_max=year_max,
+    )
+    items = [h.strip() for h in history.split(",") if h.strip()] if history else None
+    result = rec.recommend(
+        user_id=user,
+        history=items,
+        query=query,
+        k=k,
+        filters=filters,
+        llm=_llm_choice(llm),
+        language=language,
+    )
+    if json_out:
+        print_json(result.model_dump())
+        return
+    print_result(result)
+
+
+def print_result(result) -> None:
+    """A recommendation result as a rich table with explanations below it."""
+    from rich.table import Table
+
+    from agent.console import out
+
+    who = f"user {result.user_id}" if result.user_id else "this history"
+    table = Table(
+        title=f"Recommendations for {who} (tier: {result.tier}"
+        + (", cached" if result.cached else "")
+        + ")",
+        title_justify="left",
+    )
+    for c in ("#", "id", "title", "year", "genres", "score", "engage", "like", "rating"):
+        table.add_column(c, overflow="fold")
+    for r, it in enumerate(result.items, start=1):
+        table.add_row(
+            str(r),
+            it.item_id,
+            it.title,
+            str(it.year or ""),
+            ", ".join(it.categories),
+            f"{it.score:.3f}",
+            f"{it.task_scores.engagement:.4f}",
+            f"{it.task_scores.like:.2f}",
+            f"{it.task_scores.rating:.1f}",
+        )
+    out.print(table)
+    for r, it in enumerate(result.items, start=1):
+        if it.explanation:
+            mark = (
+                ""
+                if it.grounded
+                else " [yellow](LLM text failed the grounding check; template shown)[/]"
+            )
+            out.print(f"[bold]{r}. {it.title}[/] — {it.explanation}{mark}", highlight=False)
+    for fb in result.fallbacks:
+        err.print(f"[dim]tier {fb.tier} skipped: {fb.reason}[/]")
+    total = result.latency_ms.get("total", 0.0)
+    err.print(
+        f"[dim]{total:.0f} ms, tokens {result.tokens_in}/{result.tokens_out}, "
+        f"dropped {result.dropped.model_dump()}[/]"
+    )
+
+
+@app.command()
+def demo(
+    workspace: Workspace_ = None,
+    user: Annotated[str, typer.Option("--user", "-u", help="Sample user.")] = "1",
+    epochs: Annotated[
+        int, typer.Option(help="Training epochs (early stopping may end sooner).")
+    ] = 20,
+    llm: Llm = "local",
+) -> None:
+    """The whole main job on the embedded defaults: get ml-100k, index, train, recommend."""
+    from agent.recommender import Recommender
+    from agent.training_run import run_training
+    from agent.workspace import DatasetSpec, index_items
+    from mtrec.data.download import get_dataset
+
+    ws = _workspace(workspace)
+    err.rule("1/4  Get MovieLens-100K")
+    err.print(f"data in {get_dataset('ml-100k', quiet=True)}")
+    err.rule("2/4  Index the catalog (sentence-transformers -> Chroma)")
+    with ws.lock("indexing"):
+        ws.set_dataset(DatasetSpec("ml-100k"))
+        report = ws.index(create=True).sync(index_items(ws.dataset))
+    err.print(
+        f"{report.added + report.updated} embedded, {report.unchanged} unchanged "
+        f"({report.seconds:.1f}s)"
+    )
+    err.rule("3/4  Train the multi-task model")
+    if (ws.model_dir / "LATEST").is_file():
+        err.print(
+            f"a trained model is already in {ws.model_dir}; keeping it "
+            "(run `mtrec train` to retrain)"
+        )
+    else:
+        run_training(ws, "loo", epochs=epochs)
+    err.rule(f"4/4  Explained recommendations for user {user} (LLM tier: {llm})")
+    rec = Recommender.load(ws.root)
+    print_result(rec.recommend(user_id=user, k=10, llm=_llm_choice(llm)))
+
+
 # ---- entry point ------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI, turning expected errors into one line and an exit code."""
@@ -248,6 +391,9 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, standalone_mode=False)
     except SystemExit:
         raise
+    except UsageError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(2)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
         llm_max_tokens: Generation cap of each LLM call.
         local_model_path: GGUF file of the local tier; None = Gemma 3 270M from its package.
         llm_weight: Weight of the LLM's order in the final rank fusion (0 = model only).
+        fuse_like: Weight of the like head's logit in the model's fused score.
+        fuse_rating: Weight of the predicted rating (minus 3) in the model's fused score.
         candidates: Candidates shown to the reranker.
         llm: Default tier choice.
     """
@@ -63,6 +65,8 @@ class Settings(BaseSettings):
     llm_max_tokens: int = 600
     local_model_path: str | None = None
     llm_weight: float = 0.3
+    fuse_like: float = 0.0
+    fuse_rating: float = 0.0
     candidates: int = 30
     llm: Literal["auto", "remote", "local", "none"] = "auto"
 

@@ -142,9 +142,19 @@ class Workspace:
 
         return Embedder(self.settings.embedding_model)
 
-    def index(self, rebuild: bool = False) -> ItemIndex:
-        """Open the item index (embedded in the workspace, or the configured server)."""
+    def index(self, rebuild: bool = False, create: bool = False) -> ItemIndex:
+        """Open the item index (embedded in the workspace, or the configured server).
+
+        Args:
+            rebuild: Drop the collection first.
+            create: Allow opening an index that does not exist yet (``mtrec index`` only);
+                otherwise a workspace that was never indexed is an error, not a new empty
+                index.
+        """
         from retrieval import ItemIndex
+
+        if not create:
+            self.dataset_spec()  # raises with "run mtrec index" when never indexed
 
         if self.settings.chroma_url:
             return ItemIndex(url=self.settings.chroma_url, embedder=self.embedder, rebuild=rebuild)

@@ -42,3 +42,38 @@ def synthetic():
 @pytest.fixture(scope="session")
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the `mtrec` CLI in-process; returns (exit code, stdout, stderr)."""
+    from agent.cli import main
+
+    code = 0
+    try:
+        main(args)
+    except SystemExit as e:
+        code = int(e.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="session")
+def ml100k_workspace(tmp_path_factory: pytest.TempPathFactory, ml100k_dir: Path) -> Path:
+    """A workspace with ml-100k loaded and indexed by the real embedder in embedded Chroma."""
+    from agent.workspace import DatasetSpec, Workspace, index_items
+
+    root = tmp_path_factory.mktemp("ws") / "ml100k"
+    ws = Workspace(root)
+    ws.set_dataset(DatasetSpec("ml-100k"))
+    ws.index(create=True).sync(index_items(ws.dataset), show_progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_workspace(ml100k_workspace: Path) -> Path:
+    """The ml-100k workspace with a briefly trained model (2 epochs: enough to be sane)."""
+    from agent.training_run import run_training
+    from agent.workspace import Workspace
+
+    run_training(Workspace(ml100k_workspace), "loo", epochs=2, show_progress=False)
+    return ml100k_workspace

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
 
-class EventType(str, Enum):
+class EventType(StrEnum):
     """Kinds of interaction events. The integer code is the position in this enum."""
 
     VIEW = "view"

@@ -78,6 +78,9 @@ class UserEncoder(nn.Module):
             )
         else:
             raise ValueError(f"unknown encoder {kind!r}; use 'attention' or 'gru'")
+        # The set channel: a causal running mean of the history's item vectors. It carries the
+        # user's overall taste directly, which the sequence channel then refines with order.
+        self.pool_proj = nn.Linear(dim, dim)
         self.out_norm = nn.LayerNorm(dim)
 
     def forward(
@@ -104,9 +107,12 @@ class UserEncoder(nn.Module):
         x = item_vectors + self.event_embedding(events) + self.rating_embedding(ratings)
         x = self.drop(self.input_norm(x + self.position_embedding(pos)[None]))
         x = x * valid[..., None]
+        mask = valid[..., None].to(item_vectors.dtype)
+        running_mean = (item_vectors * mask).cumsum(1) / mask.cumsum(1).clamp(min=1.0)
+        pooled = self.pool_proj(running_mean)
         if self.gru is not None:
             out, _ = self.gru(x)
-            return self.out_norm(out)
+            return self.out_norm(out + pooled)
         causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
         allowed = causal[None] & valid[:, None, :]
         # A padded query position has no valid key; let every position see itself so the
@@ -115,4 +121,4 @@ class UserEncoder(nn.Module):
         blocked = (~allowed).repeat_interleave(self.heads, dim=0)
         for block in self.blocks:
             x = block(x, blocked)
-        return self.out_norm(x)
+        return self.out_norm(x + pooled)

@@ -1,0 +1,1 @@
+"""LLM reranking tiers (remote OpenAI-compatible, local GGUF) behind one chain."""

@@ -1,0 +1,71 @@
+"""Data exchanged between the recommender and the LLM tiers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field
+
+
+class RankedPick(BaseModel):
+    """One item of the LLM's answer."""
+
+    id: str = Field(description="Candidate short id, e.g. C3.")
+    explanation: str = Field(default="", description="One short paragraph: why it suits the user.")
+    cited_history: list[str] = Field(
+        default_factory=list, description="History short ids, e.g. H2."
+    )
+    categories: list[str] = Field(default_factory=list, description="Categories of the candidate.")
+
+
+class RerankOutput(BaseModel):
+    """The structured answer every tier must produce."""
+
+    ranking: list[RankedPick] = Field(description="Best candidates first.")
+
+
+@dataclass(frozen=True)
+class PromptCandidate:
+    short_id: str
+    item_id: str
+    title: str
+    year: int | None
+    categories: tuple[str, ...]
+    text: str
+    engagement: float
+    like: float
+    rating: float
+
+
+@dataclass(frozen=True)
+class PromptHistory:
+    short_id: str
+    item_id: str
+    title: str
+    categories: tuple[str, ...]
+    rating: float | None
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    """Everything a tier needs to rerank (already sanitised; candidates already shuffled)."""
+
+    history: tuple[PromptHistory, ...]
+    candidates: tuple[PromptCandidate, ...]
+    profile: tuple[tuple[str, float], ...]
+    k: int
+    query: str | None = None
+    language: str | None = None
+
+
+@dataclass
+class TierAnswer:
+    output: RerankOutput
+    tokens_in: int = 0
+    tokens_out: int = 0
+    model: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+class TierError(RuntimeError):
+    """A tier could not produce a usable answer (the chain falls to the next tier)."""

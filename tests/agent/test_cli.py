@@ -1,0 +1,87 @@
+"""The `mtrec` CLI end to end on real ml-100k, real MiniLM and real Chroma."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import run_cli
+
+
+def test_similar_items_to_toy_story_share_its_genres(ml100k_workspace, capsys):
+    code, out, _ = run_cli(
+        ["similar", "--item", "1", "-w", str(ml100k_workspace), "--json"], capsys
+    )
+    assert code == 0
+    hits = json.loads(out)
+    assert len(hits) == 10
+    toy = {"Animation", "Children's", "Comedy"}
+    sharing = [h for h in hits if toy & set(h["categories"])]
+    assert len(sharing) >= 8
+    assert all(h["item_id"] != "1" for h in hits)
+
+
+def test_similar_table_output(ml100k_workspace, capsys):
+    code, out, _ = run_cli(["similar", "-i", "1", "-w", str(ml100k_workspace), "-k", "3"], capsys)
+    assert code == 0 and "Toy Story" in out and "similarity" in out
+
+
+def test_search_with_filters(ml100k_workspace, capsys):
+    code, out, _ = run_cli(
+        [
+            "search",
+            "space adventure with aliens",
+            "-w",
+            str(ml100k_workspace),
+            "--genre",
+            "Sci-Fi",
+            "--year-min",
+            "1980",
+            "--json",
+            "-k",
+            "5",
+        ],
+        capsys,
+    )
+    assert code == 0
+    hits = json.loads(out)
+    assert len(hits) == 5
+    assert all("Sci-Fi" in h["categories"] and h["year"] >= 1980 for h in hits)
+    assert any("Alien" in h["title"] or "Star" in h["title"] for h in hits)
+
+
+def test_reindex_unchanged_catalog_embeds_nothing(ml100k_workspace, capsys):
+    code, out, _ = run_cli(["index", "-w", str(ml100k_workspace), "--json"], capsys)
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["unchanged"] == 1682 and summary["added"] == 0 and summary["deleted"] == 0
+
+
+def test_errors_are_one_line_with_exit_code(ml100k_workspace, tmp_path, capsys):
+    code, _, err = run_cli(["similar", "--item", "no-such", "-w", str(ml100k_workspace)], capsys)
+    assert code != 0 and "no-such" in err and "Traceback" not in err
+    code, _, err = run_cli(["search", "x", "-w", str(ml100k_workspace), "-k", "0"], capsys)
+    assert code == 2 and "k" in err
+    code, _, err = run_cli(["similar", "--item", "1", "-w", str(tmp_path / "empty")], capsys)
+    assert code == 1 and "mtrec index" in err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user;item\n1;2\n")
+    code, _, err = run_cli(["index", "--dataset", str(bad), "-w", str(tmp_path / "w2")], capsys)
+    assert code == 2 and "bad.csv" in err and "missing column" in err
+
+
+def test_real_console_script_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "similar", "--item", "1", "-w", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "error:" in proc.stderr
+
+
+def test_data_get_prints_path(capsys, ml100k_dir):
+    code, out, err = run_cli(["data", "get", "ml-100k"], capsys)
+    assert code == 0 and out.strip() == str(ml100k_dir) and "already cached" in err
