@@ -243,7 +243,7 @@ class Recommender:
         profile = self.model.category_interest(hist)
         result.category_interest = {
             c: round(float(p), 4)
-            for c, p in sorted(zip(self.ds.categories, profile), key=lambda x: -x[1])
+            for c, p in sorted(zip(self.ds.categories, profile, strict=True), key=lambda x: -x[1])
         }
         timings["scores"] = (time.perf_counter() - t1) * 1000
 
@@ -509,7 +509,7 @@ class Recommender:
             )
             for j, (i, v) in enumerate(zip(recent, values, strict=True))
         )
-        top_profile = sorted(zip(self.ds.categories, profile.tolist()), key=lambda x: -x[1])[:5]
+        top_profile = sorted(zip(self.ds.categories, profile.tolist(), strict=True), key=lambda x: -x[1])[:5]
         rr = RerankRequest(history, candidates, tuple(top_profile), req.k, query, req.language)
         return rr, short_to_item, short_hist
 

@@ -432,10 +432,11 @@ class ItemIndex:
         return ranked[:m], len(ids) < n
 
     def _metadatas(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        if not ids:
-            return {}
-        page = self._collection.get(ids=ids, include=["metadatas"])
-        return {i: (m or {}) for i, m in zip(page["ids"], page["metadatas"], strict=True)}
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(ids, self._max_batch):
+            page = self._collection.get(ids=list(chunk), include=["metadatas"])
+            out.update((i, m or {}) for i, m in zip(page["ids"], page["metadatas"], strict=True))
+        return out
 
     def search_text(
         self,

@@ -7,7 +7,8 @@ import unicodedata
 
 #: Phrases that try to steer the model. An item whose text matches keeps its model rank.
 INJECTION_PATTERNS = re.compile(
-    r"ignore (all |any )?(previous|prior|above) (instructions|prompts?)|disregard .{0,20}instructions"
+    r"ignore (all |any )?(previous|prior|above) (instructions|prompts?)"
+    r"|disregard .{0,20}instructions"
     r"|system prompt|rank (me|this|it) (first|#?1|higher|top)|you are now|new instructions"
     r"|reveal .{0,30}(prompt|instructions)|https?://|<\s*/?\s*data\s*>",
     re.IGNORECASE,
