@@ -509,7 +509,9 @@ class Recommender:
             )
             for j, (i, v) in enumerate(zip(recent, values, strict=True))
         )
-        top_profile = sorted(zip(self.ds.categories, profile.tolist(), strict=True), key=lambda x: -x[1])[:5]
+        top_profile = sorted(
+            zip(self.ds.categories, profile.tolist(), strict=True), key=lambda x: -x[1]
+        )[:5]
         rr = RerankRequest(history, candidates, tuple(top_profile), req.k, query, req.language)
         return rr, short_to_item, short_hist
 
