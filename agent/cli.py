@@ -387,6 +387,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI, turning expected errors into one line and an exit code."""
     from agent.errors import user_facing
 
+    # Model loading bars from the hub client are noise next to our own progress bars.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app(args=argv, standalone_mode=False)
     except SystemExit:
