@@ -85,3 +85,39 @@ def test_real_console_script_no_traceback(tmp_path):
 def test_data_get_prints_path(capsys, ml100k_dir):
     code, out, err = run_cli(["data", "get", "ml-100k"], capsys)
     assert code == 0 and out.strip() == str(ml100k_dir) and "already cached" in err
+
+
+def test_evaluate_json(trained_workspace, capsys):
+    code, out, _ = run_cli(["evaluate", "-w", str(trained_workspace), "--json"], capsys)
+    assert code == 0
+    res = json.loads(out)
+    assert res["protocol"] == "loo" and res["users"] == 943
+    m = res["models"]["MTRec"]
+    assert 0 < m["ndcg@10"] < 1 and 0 < m["coverage@10"] <= 1
+    assert {"rating_rmse", "like_auc", "category_kl"} <= set(res["tasks"])
+
+
+def test_recommend_json_and_table(trained_workspace, capsys):
+    code, out, _ = run_cli(["recommend", "--user", "42", "-k", "3", "--llm", "none", "--json",
+                            "-w", str(trained_workspace)], capsys)
+    assert code == 0
+    res = json.loads(out)
+    assert res["tier"] == "none" and len(res["items"]) == 3
+    assert all(it["explanation"] and it["grounded"] for it in res["items"])
+    code, out, _ = run_cli(["recommend", "--history", "1,71,95", "-k", "3", "--llm", "none",
+                            "-w", str(trained_workspace)], capsys)
+    assert code == 0 and "Recommendations for this history" in out
+    code, _, err = run_cli(["recommend", "--user", "nobody", "-w", str(trained_workspace)], capsys)
+    assert code == 2 and "nobody" in err
+    code, _, err = run_cli(["recommend", "-w", str(trained_workspace)], capsys)
+    assert code == 2 and "--user" in err
+    code, _, err = run_cli(["recommend", "--user", "42", "--llm", "magic",
+                            "-w", str(trained_workspace)], capsys)
+    assert code == 2 and "--llm" in err
+
+
+def test_train_refuses_bad_protocol_and_epochs(ml100k_workspace, capsys):
+    code, _, err = run_cli(["train", "-w", str(ml100k_workspace), "--protocol", "kfold"], capsys)
+    assert code == 2 and "unknown protocol" in err
+    code, _, err = run_cli(["train", "-w", str(ml100k_workspace), "--epochs", "0"], capsys)
+    assert code == 2 and "--epochs" in err
