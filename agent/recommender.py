@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -89,6 +90,8 @@ class Recommender:
             [looks_like_injection(it.title, it.text) for it in self.ds.items], dtype=bool
         )
         self.feedback: Any = None
+        # Guards the answer cache and the feedback store's creation (threaded servers).
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, workspace: str | Path | None = None, **settings: Any) -> Recommender:
@@ -111,6 +114,19 @@ class Recommender:
         if self._index is None:
             self._index = self.workspace.index()
         return self._index
+
+    def feedback_store(self) -> Any:
+        """The workspace's feedback store, created and attached on first use.
+
+        Once attached, ``user_history`` merges the stored events into every request.
+        """
+        if self.feedback is None:
+            with self._lock:
+                if self.feedback is None:
+                    from agent.feedback import FeedbackStore
+
+                    self.feedback = FeedbackStore(self.workspace.feedback_path)
+        return self.feedback
 
     # ---- history ------------------------------------------------------------------------------
     def user_history(self, user_id: str) -> History:
@@ -205,9 +221,12 @@ class Recommender:
         exclude = {self.ds.item_index(i) for i in req.exclude}
         query = clean_text(req.query, 500) if req.query else None
         key = self._cache_key(req, hist, query)
-        if key in self._cache:
-            hit = copy.deepcopy(self._cache[key])
-            self._cache.move_to_end(key)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+        if cached is not None:
+            hit = copy.deepcopy(cached)
             hit.cached = True
             hit.latency_ms = {"total": (time.perf_counter() - t0) * 1000}
             return hit
@@ -347,9 +366,11 @@ class Recommender:
         timings["explain"] = (time.perf_counter() - t3) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         result.latency_ms = {k: round(v, 2) for k, v in timings.items()}
-        self._cache[key] = copy.deepcopy(result)
-        if len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
+        stored = copy.deepcopy(result)
+        with self._lock:
+            self._cache[key] = stored
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
         return result
 
     # ---- other API ----------------------------------------------------------------------------
