@@ -240,15 +240,15 @@ class ItemIndex:
         to_embed: list[tuple[IndexItem, dict[str, Any]]] = []
         added = updated = unchanged = 0
         for item_id, item in wanted.items():
-            meta = item.to_metadata()
+            digest = item.content_hash()
             if item_id not in stored:
                 added += 1
-            elif stored[item_id] != meta[HASH_KEY]:
+            elif stored[item_id] != digest:
                 updated += 1
             else:
                 unchanged += 1
-                continue
-            to_embed.append((item, meta))
+                continue  # metadata is only built for items that get written
+            to_embed.append((item, item.to_metadata(digest)))
 
         for chunk in _chunks(to_delete, self._max_batch):
             self._collection.delete(ids=list(chunk))
@@ -397,39 +397,49 @@ class ItemIndex:
             # and filter them here; the first k that pass ARE the filtered top k. Only when too
             # few pass (a selective filter) fall back to Chroma's where clause.
             probe, exhaustive = self._nearest(query, _PROBE_FACTOR * k, excluded, None)
-            metas = self._metadatas([item_id for item_id, _ in probe])
             hits = [
-                Hit.from_chroma(item_id, dist, metas[item_id])
-                for item_id, dist in probe
-                if item_id in metas and filters.matches(metas[item_id])
+                Hit.from_chroma(item_id, dist, meta)
+                for item_id, dist, meta in probe
+                if filters.matches(meta)
             ][:k]
             if len(hits) == k or exhaustive:
                 return hits
         ranked, _ = self._nearest(query, k, excluded, where)
-        metas = self._metadatas([item_id for item_id, _ in ranked])
-        # An id can vanish between the two calls if another writer deletes it; skip it then.
-        return [Hit.from_chroma(i, d, metas[i]) for i, d in ranked if i in metas]
+        return [Hit.from_chroma(item_id, dist, meta) for item_id, dist, meta in ranked]
 
     def _nearest(
         self, query: np.ndarray, m: int, excluded: set[str], where: dict[str, Any] | None
-    ) -> tuple[list[tuple[str, float]], bool]:
-        """Up to ``m`` nearest (id, cosine distance) pairs, best first, without excluded ids.
-
-        Only distances are fetched: pulling metadata for every over-fetched row costs ~55 us
-        per row, so metadata is fetched afterwards for the survivors only.
+    ) -> tuple[list[tuple[str, float, dict[str, Any]]], bool]:
+        """Up to ``m`` nearest (id, cosine distance, metadata) triples, best first, excluded ids
+        removed.
 
         Returns:
-            The pairs and whether Chroma returned fewer rows than asked (nothing more exists).
+            The triples and whether Chroma returned fewer rows than asked (nothing more exists).
         """
         # Chroma cannot exclude ids inside the ANN search, so over-fetch by the worst case and
         # drop excluded ids here; Chroma caps n_results at the collection size itself.
         n = m + len(excluded)
+        # Metadata costs ~55 us per returned row: with a small over-fetch one call carrying it is
+        # cheapest; with a big exclusion list fetch it afterwards for the survivors only.
+        inline = len(excluded) <= m
         result = self._collection.query(
-            query_embeddings=query[None, :], n_results=n, where=where, include=["distances"]
+            query_embeddings=query[None, :],
+            n_results=n,
+            where=where,
+            include=["distances", "metadatas"] if inline else ["distances"],
         )
         ids, dists = result["ids"][0], result["distances"][0]
-        ranked = [(i, float(d)) for i, d in zip(ids, dists, strict=True) if i not in excluded]
-        return ranked[:m], len(ids) < n
+        metas = result["metadatas"][0] if inline else [None] * len(ids)
+        kept = [
+            (i, float(d), meta)
+            for i, d, meta in zip(ids, dists, metas, strict=True)
+            if i not in excluded
+        ][:m]
+        if not inline:
+            fetched = self._metadatas([i for i, _, _ in kept])
+            # An id can vanish between the two calls if another writer deletes it; drop it then.
+            kept = [(i, d, fetched[i]) for i, d, _ in kept if i in fetched]
+        return [(i, d, meta or {}) for i, d, meta in kept], len(ids) < n
 
     def _metadatas(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

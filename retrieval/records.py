@@ -82,11 +82,15 @@ class IndexItem:
         )
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
-    def to_metadata(self) -> dict[str, Any]:
-        """Chroma metadata for this item (including its content hash)."""
+    def to_metadata(self, content_hash: str | None = None) -> dict[str, Any]:
+        """Chroma metadata for this item (including its content hash).
+
+        Args:
+            content_hash: The value of :meth:`content_hash` if already computed.
+        """
         meta: dict[str, Any] = dict(self.extra)
         meta[TITLE_KEY] = self.title
-        meta[HASH_KEY] = self.content_hash()
+        meta[HASH_KEY] = content_hash or self.content_hash()
         # Chroma rejects empty arrays and None values, so absent fields are simply omitted;
         # ItemFilter's "none of" clause still matches items without categories.
         if self.categories:

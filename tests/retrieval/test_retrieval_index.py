@@ -118,3 +118,12 @@ def test_search_vector_validates_input(built_index: ItemIndex, embedder: Embedde
     assert built_index.search_vector(3 * query[None, :], k=1)[0].item_id == OCTOPUS_ID
     with pytest.raises(ValueError, match="empty"):
         built_index.search_text("   ")
+
+
+def test_exclusion_list_longer_than_k(built_index: ItemIndex) -> None:
+    # More excluded ids than k takes the path that fetches metadata after excluding.
+    ranking = built_index.similar("m10", k=100)
+    excluded = {h.item_id for h in ranking[:12]} | {"not-indexed"}
+    hits = built_index.similar("m10", k=3, exclude_ids=excluded)
+    assert hits == ranking[12:15]
+    assert all(h.title and h.categories and h.year for h in hits)
