@@ -254,10 +254,14 @@ class Recommender:
         ts = self.model.task_scores(hist, cand_arr)
         fused = self._fuse_model(ts)
         model_order = [cand[i] for i in np.argsort(-fused, kind="stable")]
+        # The score shown is whatever produced the final order: the model's fused score, or the
+        # fusion with the query's order and/or the LLM's order.
+        final_score = {item: float(fused[j]) for j, item in enumerate(cand)}
         if query:
             query_order = self._query_order(query, cand)
             rrf = reciprocal_rank_fusion([_ids(model_order), _ids(query_order)], [0.5, 0.5])
             model_order = sorted(cand, key=lambda i: -rrf[str(i)])
+            final_score = {i: rrf[str(i)] for i in cand}
         model_rank = {item: r for r, item in enumerate(model_order, start=1)}
         profile = self.model.category_interest(hist)
         result.category_interest = {
@@ -294,7 +298,8 @@ class Recommender:
                 llm_rank = {item: r for r, item in enumerate(llm_order, start=1)}
                 w = self.settings.llm_weight
                 rrf = reciprocal_rank_fusion([_ids(model_order), _ids(llm_order)], [1 - w, w])
-                final_order = sorted(model_order, key=lambda i: -rrf.get(str(i), 0.0))
+                final_score = {i: rrf.get(str(i), 0.0) for i in model_order}
+                final_order = sorted(model_order, key=lambda i: -final_score[i])
         timings["llm"] = (time.perf_counter() - t2) * 1000
 
         # 4. explanations and output
@@ -307,7 +312,6 @@ class Recommender:
         hist_titles = [self.ds.items[i].title for i in hist.items]
         cand_titles = [self.ds.items[i].title for i in cand]
         user_cats = self.categories[hist.items].sum(axis=0) if len(hist) else None
-        n = len(top)
         for rank, item in enumerate(top, start=1):
             j = pos[item]
             it = self.ds.items[item]
@@ -325,7 +329,7 @@ class Recommender:
                 title=it.title,
                 year=it.year,
                 categories=list(it.categories),
-                score=round(float(n - rank + 1) / n, 4) if llm_rank else round(float(fused[j]), 4),
+                score=round(final_score[item], 6),
                 model_score=round(float(fused[j]), 4),
                 task_scores=TaskScoresOut(
                     engagement=float(ts.engagement[j]),
@@ -548,6 +552,16 @@ class Recommender:
             "prompts": _prompt_ids(),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+    def report(self, user_id: str | None = None, format: str = "html", **options: Any) -> str:
+        """An explanation report as text (``users=[...]`` or ``"all"`` for a cohort).
+
+        Options (``users``, ``history``, ``k``, ``llm`` default ``none``, ``sample``, ``seed``,
+        ``out``) are those of ``agent.report.report``.
+        """
+        from agent.report import report
+
+        return report(self, user_id=user_id, format=format, **options)
 
 
 def _prompt_ids() -> list[str]:

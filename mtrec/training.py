@@ -71,15 +71,16 @@ class _Losses:
         tmask = tgt >= 0
         interest = state.interest[has_target]  # (P, d)
         vectors = net.items.all_vectors()
+        biases = net.items.all_biases()
         n_items = net.n_items
         if n_items <= cfg.full_softmax_max_items:
-            logp = torch.log_softmax(interest @ vectors.T, dim=-1)
+            logp = torch.log_softmax(interest @ vectors.T + biases, dim=-1)
             picked = logp.gather(1, tgt.clamp(min=0))
         else:
             # Sampled softmax over this batch's targets plus shared uniform negatives.
             negs = torch.randint(0, n_items, (cfg.sampled_negatives,), generator=gen)
             cand = torch.unique(torch.cat([tgt[tmask], negs.to(tgt.device)]))
-            logp = torch.log_softmax(interest @ vectors[cand].T, dim=-1)
+            logp = torch.log_softmax(interest @ vectors[cand].T + biases[cand], dim=-1)
             pos = torch.searchsorted(cand, tgt.clamp(min=0))
             picked = logp.gather(1, pos.clamp(max=len(cand) - 1))
         losses = {"engagement": -(picked * tmask).sum() / tmask.sum().clamp(min=1)}

@@ -41,6 +41,10 @@ class ItemTower(nn.Module):
         if text is not None:
             self.register_buffer("text", _with_pad_row(text))
             self.text_proj = nn.Linear(text.shape[1], dim, bias=False)
+        # A learned per-item bias on the engagement logit: popularity is learned in a few steps
+        # instead of being squeezed into the dot product.
+        self.bias = nn.Embedding(n_items + 1, 1)
+        nn.init.zeros_(self.bias.weight)
         self.cat_proj: nn.Linear | None = None
         if categories is not None and categories.shape[1] > 0:
             self.register_buffer("categories", _with_pad_row(categories))
@@ -61,6 +65,10 @@ class ItemTower(nn.Module):
         """(n_items, dim) vectors of the whole catalog (padding row excluded)."""
         idx = torch.arange(self.n_items, device=self._device())
         return self.forward(idx)
+
+    def all_biases(self) -> torch.Tensor:
+        """(n_items,) engagement logit biases."""
+        return self.bias.weight[: self.n_items, 0]
 
     def content_vector(self, text: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
         """Vector of an item outside the catalog from its content only.

@@ -158,7 +158,8 @@ class MultiTaskModel(BaseModel):
     @torch.inference_mode()
     def score(self, users: np.ndarray, histories: Sequence[History]) -> np.ndarray:
         state = self.user_state(histories)
-        return (state.interest @ self.item_vectors_tensor().T).float().cpu().numpy()
+        logits = state.interest @ self.item_vectors_tensor().T + self.net.items.all_biases()
+        return logits.float().cpu().numpy()
 
     def item_vectors(self) -> np.ndarray:
         return self.item_vectors_tensor().cpu().numpy()
@@ -185,7 +186,7 @@ class MultiTaskModel(BaseModel):
             raise ValueError(f"candidate ids must be in [0, {self.n_items})")
         state = self.user_state([history])
         vectors = self.item_vectors_tensor()
-        logits = state.interest[0] @ vectors.T
+        logits = state.interest[0] @ vectors.T + self.net.items.all_biases()
         probs = torch.softmax(logits, dim=-1)
         idx = torch.as_tensor(items, device=self.device)
         v = vectors[idx]
