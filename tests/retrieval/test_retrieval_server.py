@@ -113,6 +113,13 @@ def test_model_mismatch_over_http(chroma_url: str, embedder: Embedder) -> None:
 
     with pytest.raises(IndexModelMismatchError, match="other-model"):
         ItemIndex(url=chroma_url, embedder=Other(), collection="server-mismatch")
+    # rebuild=True drops it (and is harmless for a collection that does not exist yet).
+    rebuilt = ItemIndex(
+        url=chroma_url, embedder=Other(), collection="server-mismatch", rebuild=True
+    )
+    assert rebuilt.model_id == "other-model" and rebuilt.count() == 0
+    fresh = ItemIndex(url=chroma_url, embedder=embedder, collection="server-fresh", rebuild=True)
+    assert fresh.count() == 0
 
 
 def test_unreachable_server(embedder: Embedder) -> None:

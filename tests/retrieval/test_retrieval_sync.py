@@ -112,7 +112,7 @@ def test_small_batches_and_progress_bar(
     tmp_path: Path, counting: CountingEmbedder, catalog: list[IndexItem]
 ) -> None:
     index = ItemIndex(tmp_path, embedder=counting)
-    report = index.sync(catalog, show_progress=True, batch_size=7)
+    report = index.sync(catalog, show_progress=True, batch_size=16)  # 4 batches
     assert report.added == len(catalog) == index.count()
 
 
