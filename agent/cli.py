@@ -382,6 +382,49 @@ def demo(
     print_result(rec.recommend(user_id=user, k=10, llm=_llm_choice(llm)))
 
 
+# ---- chat and HTTP service -----------------------------------------------------------------
+@app.command()
+def chat(
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="User id; ratings are stored for it.")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="Items per answer.")] = 5,
+    llm: Llm = "auto",
+    workspace: Workspace_ = None,
+) -> None:
+    """Chat in the terminal: ask for things, refine them, rate items (`like 2`, `seen 1`)."""
+    from agent.chat import ChatEngine, run_terminal_chat
+    from agent.recommender import Recommender
+
+    if k < 1:
+        raise UsageError(f"-k must be >= 1, got {k}")
+    rec = Recommender.load(workspace)
+    run_terminal_chat(ChatEngine(rec, llm=_llm_choice(llm), k=k), user_id=user)  # type: ignore[arg-type]
+
+
+@app.command()
+def serve(
+    workspace: Workspace_ = None,
+    host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes; each loads the model and index once.")
+    ] = 1,
+    llm: Annotated[
+        str | None,
+        typer.Option("--llm", help="Tier for requests that name none: auto, remote, local, none."),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """HTTP API (POST /recommend /feedback /chat, GET /similar /health, /docs) and chat page /."""
+    from agent.server import serve as run_server
+
+    err.print(f"loading the model, then serving http://{host}:{port}/ (API: /docs); Ctrl-C stops")
+    run_server(workspace, host, port, workers, llm, log_level)  # type: ignore[arg-type]
+
+
 # ---- entry point ------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI, turning expected errors into one line and an exit code."""

@@ -1,0 +1,333 @@
+"""The HTTP service: FastAPI over one ``Recommender`` loaded once per process.
+
+Endpoints: ``POST /recommend`` (a ``RecommendRequest``), ``GET /similar/{item_id}``,
+``POST /feedback``, ``POST /chat``, ``GET /health``, the OpenAPI UI at ``/docs`` and the chat
+page at ``/``. Bad requests get a 4xx with a readable message (unknown ids 404, validation
+422), never a traceback; anything unexpected is a 500 with a generic, redacted message.
+
+Run it with ``mtrec serve -w WORKSPACE``; with ``--workers N`` uvicorn imports
+``agent.server:app_factory`` in each worker, which reads the workspace from
+``$MTREC_SERVE_WORKSPACE`` and loads the model once per worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.chat import ChatEngine, ChatReply, SessionState, record_feedback
+from agent.errors import redact, user_facing
+from agent.schema import EventName, RecommendRequest, RecommendResult, TierChoice
+
+#: The workspace of ``app_factory`` (set by ``mtrec serve`` for its workers).
+ENV_WORKSPACE = "MTREC_SERVE_WORKSPACE"
+#: The chat page.
+CHAT_PAGE = Path(__file__).parent / "static" / "chat.html"
+SESSION_ID = r"^[A-Za-z0-9_.:\-]{1,100}$"
+
+log = logging.getLogger("mtrec.server")
+
+
+# ---- bodies -----------------------------------------------------------------------------------
+class FeedbackRequest(BaseModel):
+    """A rating of one item. ``session_id`` also applies it to that chat session (and answers
+    with the session's updated list); without a user id the rating stays in the session."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(default=None, min_length=1, max_length=200)
+    item_id: str = Field(min_length=1, max_length=200)
+    event: EventName
+    session_id: str | None = Field(default=None, pattern=SESSION_ID)
+    state: SessionState | None = Field(default=None, description="Echoed chat state.")
+    k: int | None = Field(default=None, ge=1, le=50)
+
+
+class FeedbackResponse(BaseModel):
+    ok: bool = True
+    id: int | None = Field(default=None, description="Row id in the feedback store.")
+    user_id: str | None = None
+    item_id: str
+    event: EventName
+    stored: bool = Field(description="Durably written to the workspace's feedback store.")
+    history_size: int | None = None
+    chat: ChatReply | None = None
+
+
+class ChatRequest(BaseModel):
+    """One chat message. ``state`` (from the previous reply) lets any server process continue
+    the conversation; the process that holds the session in memory ignores it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str = Field(pattern=SESSION_ID)
+    user_id: str | None = Field(default=None, min_length=1, max_length=200)
+    message: str = Field(max_length=4000)
+    k: int | None = Field(default=None, ge=1, le=50)
+    llm: TierChoice | None = None
+    state: SessionState | None = None
+
+
+class Health(BaseModel):
+    status: str
+    workspace: str
+    items: int
+    users: int
+    model: str
+    feedback_store: bool
+    pid: int
+
+
+# ---- the app ----------------------------------------------------------------------------------
+def create_app(
+    workspace: str | Path | None = None,
+    rec: Any = None,
+    llm: TierChoice | None = None,
+    warm_up: bool = True,
+) -> FastAPI:
+    """The FastAPI app. The recommender is loaded at startup unless ``rec`` is given.
+
+    Args:
+        workspace: Workspace directory (default ``$MTREC_WORKSPACE``).
+        rec: An already loaded ``Recommender`` (shared by all requests).
+        llm: Tier used when a request names none (default: the settings' ``llm``).
+        warm_up: Open the index and run one request at startup, so the first client does not
+            wait for the embedder to load.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.rec is None:
+            app.state.rec = await run_in_threadpool(_load, workspace)
+        r = app.state.rec
+        if llm is not None:
+            r.settings.llm = llm
+        app.state.chat = ChatEngine(r, llm=r.settings.llm)
+        if warm_up:
+            await run_in_threadpool(_warm_up, r)
+        yield
+
+    app = FastAPI(
+        title="mtrec",
+        version="0.1.0",
+        summary="Multi-task recommendations with LLM reranking and grounded explanations.",
+        lifespan=lifespan,
+    )
+    app.state.rec = rec
+    _install_error_handlers(app)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def chat_page() -> HTMLResponse:
+        return HTMLResponse(
+            CHAT_PAGE.read_text(encoding="utf-8"),
+            headers={
+                "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
+                "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    @app.get("/health", response_model=Health, tags=["service"])
+    def health(request: Request) -> Health:
+        """Liveness and what is loaded."""
+        r = _rec(request)
+        return Health(
+            status="ok",
+            workspace=str(r.workspace.root),
+            items=r.ds.n_items,
+            users=r.ds.n_users,
+            model=str(r.model.metrics.get("checkpoint", "")),
+            feedback_store=r.feedback is not None,
+            pid=os.getpid(),
+        )
+
+    @app.post("/recommend", response_model=RecommendResult, tags=["recommend"])
+    def recommend(req: RecommendRequest, request: Request) -> RecommendResult:
+        """Explained recommendations for a known user (``user_id``) or a raw ``history``.
+
+        A request that names no ``llm`` gets the server's default tier.
+        """
+        r = _rec(request)
+        if "llm" not in req.model_fields_set:
+            req.llm = r.settings.llm
+        return r.run(req)
+
+    @app.get("/similar/{item_id}", tags=["recommend"])
+    def similar(
+        item_id: str, request: Request, k: int = Query(10, ge=1, le=100)
+    ) -> list[dict[str, Any]]:
+        """Items most similar in content to an item."""
+        return _rec(request).similar(item_id, k=k)
+
+    @app.post("/feedback", response_model=FeedbackResponse, tags=["feedback"])
+    def feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse:
+        """Record like / dislike / seen. Durable when acknowledged; the user's next request
+        includes it (no retraining). Users unknown to the dataset get a history this way."""
+        r = _rec(request)
+        if body.session_id is not None:
+            session = request.app.state.chat.session(body.session_id, body.user_id, body.state)
+            reply = session.rate(body.item_id, body.event, k=body.k)
+            user = session.state.user_id
+            return FeedbackResponse(
+                user_id=user,
+                item_id=body.item_id,
+                event=body.event,
+                stored=bool(reply.feedback and reply.feedback[0].stored),
+                history_size=_history_size(r, user),
+                chat=reply,
+            )
+        if body.user_id is None:
+            raise ValueError("give a user_id (or the session_id of a chat)")
+        row = record_feedback(r, body.user_id, body.item_id, body.event)
+        return FeedbackResponse(
+            id=row,
+            user_id=body.user_id,
+            item_id=body.item_id,
+            event=body.event,
+            stored=True,
+            history_size=_history_size(r, body.user_id),
+        )
+
+    @app.post("/chat", response_model=ChatReply, tags=["chat"])
+    def chat(body: ChatRequest, request: Request) -> ChatReply:
+        """One chat turn: the message becomes an intent; the reply lists items with their
+        explanations. Constraints persist in the session until changed."""
+        _rec(request)
+        engine: ChatEngine = request.app.state.chat
+        return engine.chat(
+            body.session_id, body.message, body.user_id, body.state, k=body.k, llm=body.llm
+        )
+
+    return app
+
+
+def app_factory() -> FastAPI:
+    """The app for ``uvicorn --factory`` and multi-worker serving (``$MTREC_SERVE_WORKSPACE``)."""
+    return create_app(os.environ.get(ENV_WORKSPACE) or None)
+
+
+def serve(
+    workspace: str | Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    llm: TierChoice | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Run the service under uvicorn (what ``mtrec serve`` does).
+
+    With one worker the model is loaded here first, so a broken workspace is one readable
+    error; with several, each worker process imports ``app_factory`` and loads it once.
+
+    Raises:
+        ValueError: bad workers count or tier name.
+        WorkspaceError: no dataset or no trained model in the workspace.
+    """
+    import uvicorn
+
+    from agent.workspace import Workspace, WorkspaceError
+
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    if llm is not None and llm not in ("auto", "remote", "local", "none"):
+        raise ValueError(f"--llm must be auto, remote, local or none, got {llm!r}")
+    ws = Workspace(workspace)
+    ws.dataset_spec()
+    if not (ws.model_dir / "LATEST").is_file():
+        raise WorkspaceError(f"no trained model in {ws.root}; run `mtrec train -w {ws.root}`")
+    root = str(ws.root.resolve())
+    os.environ[ENV_WORKSPACE] = root
+    if llm is not None:
+        os.environ["MTREC_LLM"] = llm  # workers read their settings from the environment
+    if workers == 1:
+        app = create_app(rec=_load(root), llm=llm)
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+    else:
+        uvicorn.run(
+            "agent.server:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+        )
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+def _load(workspace: str | Path | None) -> Any:
+    from agent.recommender import Recommender
+
+    return Recommender.load(workspace)
+
+
+def _warm_up(rec: Any) -> None:
+    """Open the index, load the embedder and run the model once."""
+    try:
+        user = rec.ds.users[0].user_id if rec.ds.n_users else None
+        history = None if user is not None else [rec.ds.items[0].item_id]
+        rec.recommend(user_id=user, history=history, query="warm up", k=1, llm="none")
+    except Exception as e:  # a broken index shows up on the requests that need it
+        log.warning("warm-up failed: %s", redact(str(e)))
+
+
+def _rec(request: Request) -> Any:
+    """The process's recommender; attaches a feedback store another process created."""
+    rec = request.app.state.rec
+    if rec.feedback is None and rec.workspace.feedback_path.exists():
+        rec.feedback_store()
+    return rec
+
+
+def _history_size(rec: Any, user_id: str | None) -> int | None:
+    if user_id is None:
+        return None
+    try:
+        return len(rec.user_history(user_id))
+    except KeyError:
+        return 0
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    from agent.settings import ConfigFileError
+    from agent.workspace import WorkspaceError
+    from mtrec.data.errors import DataError
+    from mtrec.model.checkpoint import CheckpointError
+
+    @app.exception_handler(KeyError)
+    async def not_found(request: Request, e: KeyError) -> JSONResponse:
+        message, _ = user_facing(e)
+        return JSONResponse({"detail": message}, status_code=404)
+
+    @app.exception_handler(ValueError)
+    async def unprocessable(request: Request, e: ValueError) -> JSONResponse:
+        if isinstance(e, (ConfigFileError, DataError)):  # the server's files, not the request
+            return await server_error(request, e)
+        message, _ = user_facing(e)
+        return JSONResponse({"detail": message}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, e: Exception) -> JSONResponse:
+        from retrieval import RetrievalError
+
+        known = (WorkspaceError, CheckpointError, RetrievalError, DataError, ConfigFileError)
+        if isinstance(e, known):
+            message, _ = user_facing(e)
+        else:
+            message = f"internal error ({type(e).__name__}); the server log has the details"
+        log.error(
+            "%s %s failed: %s",
+            request.method,
+            request.url.path,
+            redact("".join(traceback.format_exception(e))),
+        )
+        return JSONResponse({"detail": message}, status_code=500)
