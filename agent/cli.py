@@ -382,6 +382,74 @@ def demo(
     print_result(rec.recommend(user_id=user, k=10, llm=_llm_choice(llm)))
 
 
+@app.command()
+def report(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="User id.")] = None,
+    users: Annotated[
+        str | None,
+        typer.Option("--users", help="A cohort: a file with one user id per line, or 'all'."),
+    ] = None,
+    k: K = 10,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f", help="html, md or json (default: from the --out suffix, else html)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output file (default: stdout).")
+    ] = None,
+    llm: Llm = "none",
+    sample: Annotated[
+        int, typer.Option(help="Most users in a cohort; larger ones are sampled with --seed.")
+    ] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the cohort sample.")] = 0,
+    schema: Annotated[
+        bool, typer.Option("--schema", help="Print the JSON schema of the report and exit.")
+    ] = False,
+    workspace: Workspace_ = None,
+) -> None:
+    """An explanation report (HTML, Markdown or JSON) for a user or a cohort of users."""
+    from agent.report import build_report, output_path, render, report_schema, write_report
+
+    if schema:
+        print_json(report_schema())
+        return
+    if (user is None) == (users is None):
+        raise UsageError("give --user ID or --users FILE|all (one of them)")
+    suffixes = {".html": "html", ".htm": "html", ".md": "md", ".json": "json"}
+    fmt = format or (suffixes.get(out.suffix.lower(), "html") if out else "html")
+    if fmt not in ("html", "md", "json"):
+        raise UsageError(f"--format must be html, md or json, got {fmt!r}")
+    if out is not None:
+        output_path(out)  # a bad path fails before the model is loaded
+    from agent.console import progress
+    from agent.recommender import Recommender
+
+    rec = Recommender.load(workspace)
+    with progress(transient=True) as bar:
+        task = bar.add_task("users", total=None, info="", visible=users is not None)
+        data = build_report(
+            rec,
+            user_id=user,
+            users=None if users is None else users if users == "all" else Path(users),
+            k=k,
+            llm=_llm_choice(llm),
+            sample=sample,
+            seed=seed,
+            on_user=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    text = render(data, fmt)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    path = write_report(text, out)
+    err.print(
+        f"wrote {fmt} report for {len(data.users)} user(s) to {path} ({len(text) / 1024:.0f} KiB)",
+        highlight=False,
+    )
+
+
 # ---- chat and HTTP service -----------------------------------------------------------------
 @app.command()
 def chat(
