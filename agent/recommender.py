@@ -294,8 +294,11 @@ class Recommender:
                 )
                 result.dropped = dropped
                 # Items whose catalog text tries to steer the LLM keep their model rank.
-                llm_order = [i for i in llm_order if not self._suspicious[i]]
-                llm_rank = {item: r for r, item in enumerate(llm_order, start=1)}
+                picked = [i for i in llm_order[: len(llm_text)] if not self._suspicious[i]]
+                picked_set = set(picked)
+                llm_order = picked + [i for i in model_order if i not in picked_set]
+                # llm_rank is reported only for items the LLM itself ranked.
+                llm_rank = {item: r for r, item in enumerate(picked, start=1)}
                 w = self.settings.llm_weight
                 rrf = reciprocal_rank_fusion([_ids(model_order), _ids(llm_order)], [1 - w, w])
                 final_score = {i: rrf.get(str(i), 0.0) for i in model_order}
@@ -356,7 +359,9 @@ class Recommender:
                     )
                     if ok:
                         out.explanation, out.explanation_source = pick["text"], "llm"
-                        out.evidence.history_items = cited or out.evidence.history_items
+                        if cited:  # the LLM's own citations, with their titles
+                            out.evidence.history_items = cited
+                            out.evidence.history_titles = [self.ds.item(c).title for c in cited]
                     else:
                         result.dropped.ungrounded += 1
                         out.grounded = False

@@ -65,11 +65,11 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    epochs: int = 40
-    batch_size: int = 128
-    lr: float = 2e-3
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 3e-3
     weight_decay: float = 1e-4
-    patience: int = 5
+    patience: int = 4
     future_window: int = 8
     task_weights: dict[str, float] = Field(
         default_factory=lambda: {"engagement": 1.0, "like": 0.2, "rating": 0.2, "category": 0.2}

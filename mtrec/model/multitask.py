@@ -14,7 +14,7 @@ from mtrec.data.history import History
 from mtrec.data.schema import Dataset
 from mtrec.model.base import BaseModel, check_k, top_k
 from mtrec.model.batching import pad_histories
-from mtrec.model.checkpoint import load_checkpoint, save_checkpoint
+from mtrec.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mtrec.model.network import MultiTaskNet, UserState, rating_bucket
 
 
@@ -108,7 +108,13 @@ class MultiTaskModel(BaseModel):
             torch.zeros(n_items, text_dim) if text_dim else None,
             torch.zeros(n_items, len(ck.categories)),
         )
-        net.load_state_dict(ck.state)
+        try:
+            net.load_state_dict(ck.state)
+        except RuntimeError as e:
+            raise CheckpointError(
+                f"checkpoint {ck.path} does not match this version of the model "
+                f"({str(e).splitlines()[0]}); run `mtrec train` again"
+            ) from None
         model = cls(ck.config, net.to(device), ck.item_ids, ck.user_ids, ck.categories)
         model.metrics = ck.metrics
         return model
