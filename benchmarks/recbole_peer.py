@@ -484,6 +484,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK)
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     p.add_argument("--state", default="INFO", help="RecBole logging state (INFO/WARNING)")
+    p.add_argument("--note", default=None, help="free text stored with this invocation")
     p.add_argument("--setup-only", action="store_true", help="install venv + data, then exit")
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -521,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_minutes": args.max_minutes,
         "train_budget_minutes": args.train_budget_minutes,
         "threads": args.threads,
+        "note": args.note,
         "argv": sys.argv,
         "python": sys.executable,
     }
