@@ -359,9 +359,21 @@ def run_one(
             env=env,
             start_new_session=True,
         )
+        interrupted = None
         try:
             rc = proc.wait(timeout=timeout)
             timed_out = False
+        except Interrupted as exc:
+            # This script was signalled: stop the child too and keep what it had logged.
+            interrupted, timed_out = exc.signame, False
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                rc = proc.wait()
         except subprocess.TimeoutExpired:
             timed_out = True
             with contextlib.suppress(ProcessLookupError):
@@ -376,7 +388,7 @@ def run_one(
     base["wall_seconds"] = wall
     with contextlib.suppress(OSError):
         base["loadavg_at_end"] = list(os.getloadavg())
-    if not timed_out and rc == 0 and result_path.exists():
+    if not timed_out and not interrupted and rc == 0 and result_path.exists():
         result = json.loads(result_path.read_text())
         return {**base, **result}
     progress = read_progress(run_dir / "progress.jsonl")
@@ -384,7 +396,8 @@ def run_one(
     tail = log_path.read_text(errors="replace").splitlines()[-15:]
     return {
         **base,
-        "status": "timed_out" if timed_out else "failed",
+        "status": "timed_out" if timed_out else ("interrupted" if interrupted else "failed"),
+        **({"signal": interrupted} if interrupted else {}),
         "returncode": rc,
         "epochs_validated_before_stop": len(valid),
         "valid_curve": [[e["epoch"], e["valid_score"]] for e in valid],
@@ -392,6 +405,18 @@ def run_one(
         "log_tail": tail,
         "config_dict": config_dict,
     }
+
+
+class Interrupted(Exception):
+    """This script got SIGTERM/SIGINT/SIGHUP while a run was in progress."""
+
+    def __init__(self, signame: str) -> None:
+        super().__init__(signame)
+        self.signame = signame
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
 
 
 def summarize(entry: dict) -> str:
@@ -427,6 +452,10 @@ def merge_output(path: Path, header: dict, entries: list[dict], new_invocation: 
     index = len(doc["invocations"]) - 1
     for e in entries:
         e["invocation_index"] = index
+        if e.get("status") == "interrupted":
+            # Killed from outside: keep the partial curve, but never replace a result.
+            doc.setdefault("interrupted_runs", []).append(e)
+            continue
         doc["results"][f"{e['model']}/{e['protocol']}"] = e
     doc["results"] = dict(sorted(doc["results"].items()))
     doc["table"] = [
@@ -557,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
         "invocation": invocation,
     }
     merge_output(args.output, header, [], new_invocation=True)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupted)
     entries = []
     for model in args.models:
         for protocol in args.protocols:
@@ -565,6 +596,9 @@ def main(argv: list[str] | None = None) -> int:
             log(summarize(entry))
             # Written after every run so a long background job leaves partial results behind.
             merge_output(args.output, header, [entry], new_invocation=False)
+            if entry.get("status") == "interrupted":
+                log(f"stopping: got {entry['signal']}")
+                return 1
     for e in entries:
         print(summarize(e))
     return 0
