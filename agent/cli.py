@@ -505,7 +505,7 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except UsageError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except click.ClickException as e:
         e.show()
@@ -517,5 +517,6 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("MTREC_DEBUG"):
             raise
         message, code = user_facing(e)
-        err.print(f"[bold red]error:[/] {message}", highlight=False)
+        # soft_wrap: one logical line, never broken at the terminal width (it is parsed).
+        err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         sys.exit(code)

@@ -83,7 +83,10 @@ def main() -> None:
     embed_s = time.perf_counter() - t0
     peer_path = RESULTS / "recbole_peer.json"
     peer = json.loads(peer_path.read_text())["results"] if peer_path.is_file() else {}
-    results: dict[str, Any] = {"embed_seconds": embed_s, "protocols": {}}
+    previous = RESULTS / "model.json"
+    kept = json.loads(previous.read_text()).get("protocols", {}) if previous.is_file() else {}
+    # Protocols not run this time keep their last figures (each carries its own date).
+    results: dict[str, Any] = {"embed_seconds": embed_s, "protocols": kept}
     for protocol in args.protocols:
         ours = run_protocol(ds, text, protocol, args.seed, not args.no_baselines)
         rb_key = "loo" if protocol == "loo" else "rs"
@@ -99,6 +102,7 @@ def main() -> None:
         }
         best = max(recbole.items(), key=lambda kv: kv[1]["ndcg@10"], default=(None, None))
         results["protocols"][protocol] = {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "mtrec": ours, "recbole": recbole,
             "best_recbole": best[0],
             "ratio_to_best_recbole": (ours["MTRec"]["ndcg@10"] / best[1]["ndcg@10"]
@@ -114,8 +118,8 @@ def main() -> None:
         ratio = results["protocols"][protocol]["ratio_to_best_recbole"]
         if ratio:
             print(f"  MTRec / best RecBole ({best[0]}) NDCG@10 = {ratio:.3f}x")
-    path = write_results("model", results)
-    print(f"\nwrote {path}")
+        path = write_results("model", results)  # after each protocol: a partial run keeps numbers
+        print(f"\nwrote {path}", flush=True)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,10 @@ class TrainConfig(BaseModel):
         future_window: The engagement target at step t is the next ``future_window``
             items (1 = classic next-item). A wider window also teaches which items a user
             will have later, not only next, which is what random held-out splits ask.
+        history_order: ``time`` trains on time-ordered histories (next items); ``shuffled``
+            re-shuffles each user's training items every epoch, so the targets after each
+            position are a random subset of the rest of the history: set completion, which is
+            what a random held-out split (RecBole's order RO) asks for.
         task_weights: Loss weights of engagement, like, rating, category.
         uncertainty_weighting: Learn task weights by homoscedastic uncertainty (Kendall et al.).
         like_threshold: A rating at or above this counts as a like.
@@ -71,6 +75,7 @@ class TrainConfig(BaseModel):
     weight_decay: float = 1e-4
     patience: int = 4
     future_window: int = 8
+    history_order: Literal["time", "shuffled"] = "time"
     task_weights: dict[str, float] = Field(
         default_factory=lambda: {"engagement": 1.0, "like": 0.2, "rating": 0.2, "category": 0.2}
     )
@@ -94,9 +99,12 @@ class MTRecConfig(BaseModel):
 
     @classmethod
     def for_protocol(cls, protocol: str, **overrides: object) -> MTRecConfig:
-        """Defaults for a protocol. ``random`` holds out random items, so the engagement
-        target looks further ahead than for next-item ``loo``."""
+        """Defaults for a protocol. ``random`` holds out random items: the model reads a longer
+        history, in shuffled order, and learns to complete the set rather than the sequence."""
         cfg = cls(protocol=protocol)  # type: ignore[arg-type]
         if protocol == "random":
             cfg.train.future_window = 32
+            cfg.train.history_order = "shuffled"
+            # Held-out items are spread over the whole history, so read more of it.
+            cfg.model.max_history = 200
         return cfg.model_copy(update=overrides)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mtrec.data.history import user_histories
+from mtrec.data.history import History, user_histories
 from mtrec.data.schema import Dataset
 from mtrec.evaluation.evaluator import evaluate_ranking
 from mtrec.evaluation.protocols import Split
@@ -146,9 +146,16 @@ def train_multitask(
     rng = np.random.default_rng(cfg.seed)
     net = model.net.to(device)
     hist = user_histories(ds, train_rows)
-    windows = make_windows(
-        hist, model.config.model.max_history, cfg.future_window, ds.n_items, cfg.like_threshold
-    )
+
+    def epoch_windows() -> TrainingWindows:
+        h = hist
+        if cfg.history_order == "shuffled":
+            h = [_permuted(x, rng) for x in hist]
+        return make_windows(
+            h, model.config.model.max_history, cfg.future_window, ds.n_items, cfg.like_threshold
+        )
+
+    windows = epoch_windows()
     cats = torch.cat(
         [torch.as_tensor(ds.category_matrix()), torch.zeros(1, len(ds.categories))]
     ).to(device)
@@ -172,16 +179,18 @@ def train_multitask(
         rng = saved["rng"]
         result.epochs = saved["epochs"]
     t0 = time.perf_counter()
-    steps = (len(windows) + cfg.batch_size - 1) // cfg.batch_size
     for epoch in range(start_epoch, cfg.epochs + 1):
         if split is not None and stale >= cfg.patience:
             break
         t_epoch = time.perf_counter()
+        if cfg.history_order == "shuffled" and epoch > start_epoch:
+            windows = epoch_windows()
         net.train()
         model.invalidate_cache()
         sums: dict[str, float] = dict.fromkeys(TASKS, 0.0)
         counts: dict[str, int] = dict.fromkeys(TASKS, 0)
         order = torch.as_tensor(rng.permutation(len(windows)))
+        steps = (len(windows) + cfg.batch_size - 1) // cfg.batch_size
         for step, start in enumerate(range(0, len(windows), cfg.batch_size), start=1):
             idx = order[start : start + cfg.batch_size]
             batch = _take(windows, idx, device)
@@ -234,6 +243,11 @@ def train_multitask(
     model.invalidate_cache()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _permuted(h: History, rng: np.random.Generator) -> History:
+    p = rng.permutation(len(h))
+    return History(h.items[p], h.events[p], h.values[p])
 
 
 def _take(w: TrainingWindows, idx: torch.Tensor, device: torch.device) -> TrainingWindows:
