@@ -95,6 +95,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=20)
     ap.add_argument("--llm-weight", type=float, default=None)
     ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--name", default="agent", help="results file: benchmarks/results/NAME.json")
     args = ap.parse_args()
 
     from agent import Recommender
@@ -155,7 +156,7 @@ def main() -> None:
                 "llm_explanations_kept": round(grounded / max(total, 1), 3),
             }
             print(tier, results["accuracy"][tier], flush=True)
-        path = write_results("agent", results)
+        path = write_results(args.name, results)
         print(f"wrote {path}")
     finally:
         if server is not None:
