@@ -201,13 +201,23 @@ def train(
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = True,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    with_feedback: Annotated[
+        bool, typer.Option("--with-feedback", help="Add stored feedback events to training.")
+    ] = False,
     json_out: Json = False,
 ) -> None:
     """Train the multi-task model on the workspace's dataset, with early stopping."""
     from agent.training_run import run_training
 
     result = run_training(
-        _workspace(workspace), protocol, epochs, device, resume, seed, show_progress=not json_out
+        _workspace(workspace),
+        protocol,
+        epochs,
+        device,
+        resume,
+        seed,
+        show_progress=not json_out,
+        with_feedback=with_feedback,
     )
     if json_out:
         print_json(result)

@@ -81,3 +81,20 @@ class FeedbackStore:
         kinds = {"like": EventType.LIKE, "dislike": EventType.DISLIKE, "seen": EventType.SEEN}
         events = np.array([kinds[r[2]].code for r in rows], np.int8)
         return History(items, events, values)
+
+
+def feedback_interactions(store: FeedbackStore, ds: Dataset) -> list:
+    """Stored events as ``Interaction`` records on the dataset's catalog (unknown items skipped)."""
+    from mtrec.data.schema import Interaction
+
+    kinds = {"like": EventType.LIKE, "dislike": EventType.DISLIKE, "seen": EventType.SEEN}
+    out = []
+    for user_id, item_id, event, ts in store.events():
+        if ds.has_item(item_id):
+            rating = EVENT_RATING[event]
+            out.append(
+                Interaction(
+                    user_id, item_id, kinds[event], None if rating != rating else rating, ts
+                )
+            )
+    return out

@@ -30,8 +30,12 @@ def run_training(
     resume: bool = True,
     seed: int | None = None,
     show_progress: bool = True,
+    with_feedback: bool = False,
 ) -> dict[str, Any]:
     """Train on the protocol's training split, early-stopping on its validation split.
+
+    With ``with_feedback``, the events stored by chat and ``POST /feedback`` are appended to
+    the training rows (never to validation or test, so the figures stay comparable).
 
     The checkpoint goes to ``WORKSPACE/model`` (atomically, at every improvement), together
     with a resume file so that an interrupted run continues where it stopped.
@@ -49,6 +53,15 @@ def run_training(
         if seed is not None:
             cfg.train.seed = seed
         split = split_dataset(ds, protocol, seed=cfg.train.seed)
+        train_rows = split.train
+        feedback_rows = 0
+        if with_feedback and ws.feedback_path.is_file():
+            from agent.feedback import FeedbackStore, feedback_interactions
+
+            events = feedback_interactions(FeedbackStore(ws.feedback_path), ds)
+            ds, extra = ds.with_interactions(events)
+            train_rows = np.concatenate([split.train, extra])
+            feedback_rows = len(extra)
         model = MultiTaskModel.create(ds, cfg, text)
         resume_ok = resume and _same_run(ws, cfg)
         if not resume_ok:
@@ -74,7 +87,7 @@ def run_training(
             result = train_multitask(
                 model,
                 ds,
-                split.train,
+                train_rows,
                 split,
                 checkpoint_dir=ws.model_dir,
                 resume=resume_ok,
@@ -89,6 +102,7 @@ def run_training(
             "epochs_run": len(result.epochs),
             "resumed_from_epoch": result.resumed_from,
             "train_seconds": round(seconds, 1),
+            "feedback_rows": feedback_rows,
             "checkpoint": str(ws.model_dir),
         }
         model.save(ws.model_dir, {"valid_ndcg@10": result.best_ndcg10, **summary})

@@ -49,7 +49,7 @@ def start_llama_server(port: int) -> subprocess.Popen[bytes]:
     )
     for _ in range(240):
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1)  # noqa: S310
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1)
             return proc
         except OSError:
             time.sleep(0.5)
@@ -121,7 +121,7 @@ def main() -> None:
             ms: list[float] = []
             tiers_seen: dict[str, int] = {}
             for uid in rng.choice(users, n, replace=False):
-                rec._cache.clear()  # noqa: SLF001 - measure uncached answers
+                rec._cache.clear()
                 t0 = time.perf_counter()
                 res = rec.recommend(user_id=str(uid), k=10, llm=tier)
                 ms.append((time.perf_counter() - t0) * 1000)
@@ -143,7 +143,7 @@ def main() -> None:
         for tier in args.tiers:
             scores, grounded, total, answered = [], 0, 0, {}
             for entries, target in cases:
-                rec._cache.clear()  # noqa: SLF001
+                rec._cache.clear()
                 res = rec.recommend(history=entries, k=10, llm=tier)
                 scores.append(ndcg_at_10([it.item_id for it in res.items], target))
                 answered[res.tier] = answered.get(res.tier, 0) + 1

@@ -245,6 +245,43 @@ class Dataset:
             self.timestamp[rows],
         )
 
+    def with_interactions(self, rows: Iterable[Interaction]) -> tuple[Dataset, np.ndarray]:
+        """A dataset with extra interactions appended (new users are added; items must exist).
+
+        Returns:
+            The new dataset and the row indices of the appended interactions.
+
+        Raises:
+            KeyError: an interaction names an item that is not in the catalog.
+        """
+        users = list(self.users)
+        user_index = dict(self._user_index)
+        extra = list(rows)
+        u = np.empty(len(extra), np.int64)
+        i = np.empty(len(extra), np.int64)
+        ev = np.empty(len(extra), np.int8)
+        val = np.full(len(extra), np.nan, np.float32)
+        ts = np.empty(len(extra), np.float64)
+        for r, x in enumerate(extra):
+            if x.user_id not in user_index:
+                user_index[x.user_id] = len(users)
+                users.append(User(x.user_id))
+            u[r], i[r] = user_index[x.user_id], self.item_index(x.item_id)
+            ev[r], ts[r] = EventType(x.event).code, x.timestamp
+            if x.value is not None:
+                val[r] = x.value
+        merged = Dataset(
+            self.name,
+            self.items,
+            users,
+            np.concatenate([self.user_idx, u]),
+            np.concatenate([self.item_idx, i]),
+            np.concatenate([self.event, ev]),
+            np.concatenate([self.value, val]),
+            np.concatenate([self.timestamp, ts]),
+        )
+        return merged, np.arange(self.n_interactions, merged.n_interactions)
+
     def summary(self) -> dict[str, int | str]:
         return {
             "name": self.name,

@@ -98,21 +98,47 @@ def test_evaluate_json(trained_workspace, capsys):
 
 
 def test_recommend_json_and_table(trained_workspace, capsys):
-    code, out, _ = run_cli(["recommend", "--user", "42", "-k", "3", "--llm", "none", "--json",
-                            "-w", str(trained_workspace)], capsys)
+    code, out, _ = run_cli(
+        [
+            "recommend",
+            "--user",
+            "42",
+            "-k",
+            "3",
+            "--llm",
+            "none",
+            "--json",
+            "-w",
+            str(trained_workspace),
+        ],
+        capsys,
+    )
     assert code == 0
     res = json.loads(out)
     assert res["tier"] == "none" and len(res["items"]) == 3
     assert all(it["explanation"] and it["grounded"] for it in res["items"])
-    code, out, _ = run_cli(["recommend", "--history", "1,71,95", "-k", "3", "--llm", "none",
-                            "-w", str(trained_workspace)], capsys)
+    code, out, _ = run_cli(
+        [
+            "recommend",
+            "--history",
+            "1,71,95",
+            "-k",
+            "3",
+            "--llm",
+            "none",
+            "-w",
+            str(trained_workspace),
+        ],
+        capsys,
+    )
     assert code == 0 and "Recommendations for this history" in out
     code, _, err = run_cli(["recommend", "--user", "nobody", "-w", str(trained_workspace)], capsys)
     assert code == 2 and "nobody" in err
     code, _, err = run_cli(["recommend", "-w", str(trained_workspace)], capsys)
     assert code == 2 and "--user" in err
-    code, _, err = run_cli(["recommend", "--user", "42", "--llm", "magic",
-                            "-w", str(trained_workspace)], capsys)
+    code, _, err = run_cli(
+        ["recommend", "--user", "42", "--llm", "magic", "-w", str(trained_workspace)], capsys
+    )
     assert code == 2 and "--llm" in err
 
 
@@ -121,3 +147,19 @@ def test_train_refuses_bad_protocol_and_epochs(ml100k_workspace, capsys):
     assert code == 2 and "unknown protocol" in err
     code, _, err = run_cli(["train", "-w", str(ml100k_workspace), "--epochs", "0"], capsys)
     assert code == 2 and "--epochs" in err
+
+
+def test_train_with_feedback_folds_events_into_training(trained_workspace, capsys):
+    from agent.feedback import FeedbackStore
+    from agent.workspace import Workspace
+
+    ws = Workspace(trained_workspace)
+    store = FeedbackStore(ws.root / "feedback-test.sqlite")
+    store.add("42", "50", "like")
+    store.add("brand-new", "1", "dislike")
+    from agent.feedback import feedback_interactions
+
+    events = feedback_interactions(store, ws.dataset)
+    ds, rows = ws.dataset.with_interactions(events)
+    assert len(rows) == 2 and ds.has_user("brand-new")
+    assert ds.value[rows[0]] == 5.0 and ds.value[rows[1]] == 1.0

@@ -220,3 +220,19 @@ def test_huge_description_is_capped(tmp_path):
 def test_missing_path_is_clear(tmp_path):
     with pytest.raises(DataError, match="no such file or directory"):
         load_dataset(tmp_path / "nope")
+
+
+def test_with_interactions_appends_rows_and_new_users(synthetic):
+    from mtrec.data import Interaction
+
+    extra = [
+        Interaction("new-user", "3", EventType.LIKE, 5.0, 1.7e9),
+        Interaction("0", "4", EventType.SEEN, None, 1.7e9),
+    ]
+    ds, rows = synthetic.with_interactions(extra)
+    assert ds.n_interactions == synthetic.n_interactions + 2
+    assert list(rows) == [synthetic.n_interactions, synthetic.n_interactions + 1]
+    assert ds.has_user("new-user") and ds.n_users == synthetic.n_users + 1
+    assert ds.item_idx[rows[0]] == ds.item_index("3") and ds.value[rows[0]] == 5.0
+    with pytest.raises(KeyError, match="unknown item"):
+        synthetic.with_interactions([Interaction("0", "no-such", EventType.LIKE)])

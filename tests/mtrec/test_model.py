@@ -53,8 +53,13 @@ def test_category_interest_recovers_planted_favourite(trained, synthetic):
 def test_beats_popularity_by_a_clear_margin(trained, synthetic):
     model, split, _ = trained
     ours = evaluate_ranking(model, synthetic, split, "test", beyond_accuracy=False)
-    pop = evaluate_ranking(PopularityModel().fit(synthetic, split.train), synthetic, split,
-                           "test", beyond_accuracy=False)
+    pop = evaluate_ranking(
+        PopularityModel().fit(synthetic, split.train),
+        synthetic,
+        split,
+        "test",
+        beyond_accuracy=False,
+    )
     assert ours["recall@10"] > 1.3 * pop["recall@10"]
 
 
