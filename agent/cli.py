@@ -125,16 +125,9 @@ def _filters(
 
 
 def _hits_out(title: str, hits: list, json_out: bool) -> None:
-    rows = [
-        {
-            "item_id": h.item_id,
-            "title": h.title,
-            "year": h.year,
-            "categories": list(h.categories),
-            "score": round(h.score, 4),
-        }
-        for h in hits
-    ]
+    from agent.schema import hit_record
+
+    rows = [hit_record(h) for h in hits]
     if json_out:
         print_json(rows)
         return

@@ -39,6 +39,7 @@ from agent.schema import (
     RecommendRequest,
     RecommendResult,
     TaskScoresOut,
+    hit_record,
 )
 from agent.settings import Settings
 from agent.workspace import Workspace
@@ -387,16 +388,7 @@ class Recommender:
         """Content-similar items from the Chroma index (title, year, categories, similarity)."""
         self.ds.item_index(item_id)  # a clear KeyError for an unknown id
         hits = self.index.similar(item_id, k, _item_filter(filters))
-        return [
-            {
-                "item_id": h.item_id,
-                "title": h.title,
-                "year": h.year,
-                "categories": list(h.categories),
-                "score": round(h.score, 4),
-            }
-            for h in hits
-        ]
+        return [hit_record(h) for h in hits]
 
     def explain(self, user_id: str, item_id: str, llm: str = "none") -> RecommendedItem:
         """Scores, evidence and an explanation of one item for one user (seen or not)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -124,3 +124,14 @@ class RecommendResult(BaseModel):
     category_interest: dict[str, float] = Field(default_factory=dict)
     history_size: int = 0
     notes: list[str] = Field(default_factory=list)
+
+
+def hit_record(hit: Any) -> dict[str, Any]:
+    """A retrieval ``Hit`` as the plain record the CLI, API and HTTP service return."""
+    return {
+        "item_id": hit.item_id,
+        "title": hit.title,
+        "year": hit.year,
+        "categories": list(hit.categories),
+        "score": round(hit.score, 4),
+    }
