@@ -113,6 +113,7 @@ def create_app(
         if llm is not None:
             r.settings.llm = llm
         app.state.chat = ChatEngine(r, llm=r.settings.llm)
+        _limit_request_threads()
         if warm_up:
             await run_in_threadpool(_warm_up, r)
         yield
@@ -152,7 +153,7 @@ def create_app(
         )
 
     @app.post("/recommend", response_model=RecommendResult, tags=["recommend"])
-    def recommend(req: RecommendRequest, request: Request) -> RecommendResult:
+    async def recommend(req: RecommendRequest, request: Request) -> RecommendResult:
         """Explained recommendations for a known user (``user_id``) or a raw ``history``.
 
         A request that names no ``llm`` gets the server's default tier.
@@ -160,7 +161,11 @@ def create_app(
         r = _rec(request)
         if "llm" not in req.model_fields_set:
             req.llm = r.settings.llm
-        return r.run(req)
+        if req.llm == "none":
+            # Model-only answers are a few ms of CPU, mostly under the GIL: running them on
+            # the event loop beats handing them to threads that fight over the GIL.
+            return r.run(req)
+        return await run_in_threadpool(r.run, req)  # LLM tiers wait on I/O: use threads
 
     @app.get("/similar/{item_id}", tags=["recommend"])
     def similar(
@@ -220,9 +225,10 @@ def app_factory() -> FastAPI:
 def limit_torch_threads() -> None:
     """One torch thread per op (``$MTREC_TORCH_THREADS`` overrides; 0 keeps torch's default).
 
-    Requests already run in parallel threads; intra-op threads on top of them oversubscribe
-    the cores, and their spin-waits cost far more than they save: on 2 busy cores one
-    model-only request took ~8 ms of CPU with one thread and ~300 ms with two.
+    Requests already run in parallel; intra-op threads on top of them oversubscribe the
+    cores. Measured on 2 cores, 2 workers, 50 clients: ~8 ms of CPU per model-only request
+    and ~195 requests/s with one torch thread, ~14 ms and ~110/s with torch's default; on
+    cores busy with other work, ~8 ms against ~300 ms (spin-waits).
     """
     n = int(os.environ.get("MTREC_TORCH_THREADS", "1") or 0)
     if n > 0:
@@ -294,6 +300,22 @@ def _warm_up(rec: Any) -> None:
         rec.recommend(user_id=user, history=history, query="warm up", k=1, llm="none")
     except Exception as e:  # a broken index shows up on the requests that need it
         log.warning("warm-up failed: %s", redact(str(e)))
+
+
+def _limit_request_threads() -> None:
+    """Cap the threads that run request handlers at ``$MTREC_SERVE_THREADS`` (unset: anyio's 40).
+
+    Model-only requests are CPU-bound and hold the GIL for much of their time: one worker
+    process on two cores with 50 clients spent ~26 ms of CPU per request (a third of it in
+    the kernel, switching threads) against ~7 ms one at a time; a cap of 2 brought it to ~12.
+    The default keeps many threads, so that slow LLM-tier calls never block other requests;
+    use ``--workers`` (one per core) to use the cores.
+    """
+    import anyio.to_thread
+
+    n = int(os.environ.get("MTREC_SERVE_THREADS", "0") or 0)
+    if n > 0:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = n
 
 
 def _rec(request: Request) -> Any:

@@ -1,7 +1,7 @@
 """Load test of ``mtrec serve``: concurrent clients POST /recommend on loopback.
 
 Starts ``mtrec serve`` on a workspace (or uses ``--url``), waits for ``/health``, runs a short
-warm-up, then ``--clients`` concurrent clients (one ``httpx.AsyncClient``) send requests for
+warm-up, then ``--clients`` concurrent clients (an ``httpx.AsyncClient`` each) send requests for
 random known users (model-only tier, k=10) for ``--duration`` seconds, twice: closed loop
 (every client sends again as soon as it is answered: the saturation throughput) and paced
 (the clients together offer ``--rate`` requests/s; the target is judged on this run, since
@@ -85,6 +85,7 @@ async def run_load(
     k: int,
     seed: int,
     rate: float = 0.0,
+    items: list[str] | None = None,
 ) -> dict[str, Any]:
     """``clients`` concurrent clients for ``duration`` seconds.
 
@@ -93,19 +94,24 @@ async def run_load(
     law). ``rate`` > 0: the clients together offer that many requests/s on a fixed schedule,
     and latency is measured from the scheduled send time, so a server that falls behind
     is charged for the queueing too (no coordinated omission).
+
+    With ``items``, every request also excludes one random item, which makes its answer-cache
+    key unique (the cache would otherwise answer repeated users for almost nothing).
     """
     latencies: list[float] = []
     cached: list[bool] = []
     errors: dict[str, int] = {}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
-        start = time.perf_counter()
-        stop = start + duration
-        interval = clients / rate if rate > 0 else 0.0
+    # One client (one keep-alive connection) per simulated user: a single pool shared by 50
+    # connections cost the client ~4x more CPU per request, on the cores the server needs.
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    start = time.perf_counter()
+    stop = start + duration
+    interval = clients / rate if rate > 0 else 0.0
 
-        async def one_client(i: int) -> None:
-            rng = random.Random(seed * 1000 + i)
-            due = start + interval * i / clients  # staggered schedule
+    async def one_client(i: int) -> None:
+        rng = random.Random(seed * 1000 + i)
+        due = start + interval * i / clients  # staggered schedule
+        async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
             while True:
                 now = time.perf_counter()
                 if rate > 0:
@@ -118,7 +124,9 @@ async def run_load(
                     if now >= stop:
                         return
                     t0 = now
-                body = {"user_id": rng.choice(users), "k": k, "llm": "none"}
+                body: dict[str, Any] = {"user_id": rng.choice(users), "k": k, "llm": "none"}
+                if items:
+                    body["exclude"] = [rng.choice(items)]
                 try:
                     r = await client.post("/recommend", json=body)
                     ok = r.status_code == 200
@@ -132,8 +140,8 @@ async def run_load(
                 else:
                     errors[key] = errors.get(key, 0) + 1
 
-        await asyncio.gather(*(one_client(i) for i in range(clients)))
-        elapsed = time.perf_counter() - start
+    await asyncio.gather(*(one_client(i) for i in range(clients)))
+    elapsed = time.perf_counter() - start
     lat = np.array(latencies)
     hit = np.array(cached, dtype=bool)
     return {
@@ -202,8 +210,20 @@ def main(argv: list[str] | None = None) -> int:
         "target, so that a server that keeps up also shows >= 100 completed/s over the run.",
     )
     p.add_argument("--no-closed", action="store_true", help="Skip the closed-loop run.")
+    p.add_argument(
+        "--allow-cache",
+        action="store_true",
+        help="Plain requests (repeated users hit the answer cache). Default: each request\n"
+        "excludes one random item, so no two requests share a cache key.",
+    )
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--workers", type=int, default=1, help="Server worker processes.")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="Server worker processes (default: one per usable core; one process is\n"
+        "held to about one core by the GIL).",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
     args = p.parse_args(argv)
@@ -226,12 +246,18 @@ def main(argv: list[str] | None = None) -> int:
             sys.path.insert(0, str(ROOT))
             from agent.workspace import Workspace
 
-            users = [u.user_id for u in Workspace(args.workspace).dataset.users]
+            ds = Workspace(args.workspace).dataset
+            users = [u.user_id for u in ds.users]
+            items = ds.item_ids
         else:
             users = [str(i) for i in range(1, int(health["users"]) + 1)]
+            items = [str(i) for i in range(1, int(health["items"]) + 1)]
+        vary = None if args.allow_cache else items
         print(f"{len(users)} users; warm-up {args.warmup:.0f} s ...", file=sys.stderr)
         if args.warmup > 0:
-            asyncio.run(run_load(url, users, args.clients, args.warmup, args.k, args.seed + 1))
+            asyncio.run(
+                run_load(url, users, args.clients, args.warmup, args.k, args.seed + 1, 0.0, vary)
+            )
         plan = ([] if args.no_closed else [0.0]) + ([args.rate] if args.rate > 0 else [])
         for i, rate in enumerate(plan):
             print(
@@ -241,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             r = asyncio.run(
-                run_load(url, users, args.clients, args.duration, args.k, args.seed + 7 * i, rate)
+                run_load(
+                    url, users, args.clients, args.duration, args.k, args.seed + 7 * i, rate, vary
+                )
             )
             runs.append(r)
     finally:
@@ -273,8 +301,11 @@ def main(argv: list[str] | None = None) -> int:
             "server_torch_threads": os.environ.get("MTREC_TORCH_THREADS", "1"),
             "users": len(users),
             "user_choice": "uniform random known user per request (seeded per client)",
+            "cache": "answer cache allowed (repeated users hit it)"
+            if args.allow_cache
+            else "each request excludes one random item: unique cache keys, no cache hits",
             "url": url if args.url else "loopback, started by the benchmark (mtrec serve)",
-            "client": "one httpx.AsyncClient in the same machine (its CPU use counts too)",
+            "client": "an httpx.AsyncClient per client, same machine (its CPU counts too)",
         },
         "runs": runs,
         "target": TARGET,
