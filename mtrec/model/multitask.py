@@ -25,7 +25,7 @@ class TaskScores:
     Attributes:
         items: (n,) dense item ids, as given.
         engagement: (n,) probability of the item under the softmax over the whole catalog.
-        engagement_logit: (n,) the raw score ``u . v``.
+        engagement_logit: (n,) the raw score ``u . v + b_item``.
         like: (n,) probability that the user likes the item.
         rating: (n,) expected rating.
     """
@@ -172,7 +172,7 @@ class MultiTaskModel(BaseModel):
 
     # ---- the inference API used by the agent ----------------------------------------------
     def interest_vector(self, history: History) -> np.ndarray:
-        """(dim,) the user interest vector u (engagement logits are ``u . v_item``)."""
+        """(dim,) the user interest vector u (engagement logits are ``u . v_item + b_item``)."""
         return self.user_state([history]).interest[0].cpu().numpy()
 
     def category_interest(self, history: History) -> np.ndarray:
