@@ -21,7 +21,7 @@ class UserState:
     """What the network knows about users after reading their histories.
 
     Attributes:
-        interest: (..., dim) the user interest vector u; engagement logits are ``u @ V.T``.
+        interest: (..., dim) the user interest vector u; engagement logits are ``u @ V.T + b``.
         like: (..., dim) input of the like head.
         rating: (..., dim) input of the rating head.
         category_logits: (..., n_categories) category-interest logits.
