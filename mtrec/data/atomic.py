@@ -96,10 +96,16 @@ def load_atomic(
             items["year"] = [parse_year(y) for y in items["year"]]
     else:
         # No item file: the catalog is the set of items seen in interactions.
-        ids = pd.unique(inter["item_id"])
-        items = pd.DataFrame({"item_id": ids, "_line": 0, "_path": str(inter_path)})
+        first = inter.assign(item_id=inter["item_id"].str.strip()).drop_duplicates("item_id")
+        items = pd.DataFrame(
+            {
+                "item_id": first["item_id"].to_numpy(),
+                "_line": first["_line"].to_numpy(),
+                "_path": str(inter_path),
+            }
+        )
         items["categories"] = [()] * len(items)
 
     user_path = directory / f"{name}.user"
     users = _read_atomic(user_path, ("user_id",)) if user_path.is_file() else None
-    return build_dataset(name, items, inter, users, sink)
+    return build_dataset(name, items, inter, users, sink, source=inter_path)

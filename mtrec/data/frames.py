@@ -133,8 +133,12 @@ def build_dataset(
     users: pd.DataFrame | None,
     sink: RowSink,
     now: float | None = None,
+    source: str | Path | None = None,
 ) -> Dataset:
     """Validate canonical frames and build a ``Dataset``.
+
+    ``source`` names the file an error about the whole dataset points at (default: the item
+    file, else the dataset name).
 
     Checks: duplicate item/user ids, unknown items in interactions, unparsable, NaN or
     out-of-range ratings, negative or future timestamps, over-long item text (cut to
@@ -189,7 +193,8 @@ def build_dataset(
         interactions, item_records, user_records, sink, now
     )
     if not item_records:
-        raise DataError(items["_path"].iloc[0] if len(items) else name, "no valid items")
+        where = items["_path"].iloc[0] if len(items) else (source or name)
+        raise DataError(where, "no valid items (is the file only a header?)")
     return Dataset(
         name,
         item_records,

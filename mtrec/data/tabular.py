@@ -138,11 +138,20 @@ def load_tabular(
         drop -= {"item_id", "title", "text", "categories", "year"}
         it = it.drop(columns=[c for c in drop if c in it.columns])
     else:
-        ids = pd.unique(out["item_id"])
-        it = pd.DataFrame({"item_id": ids, "title": ids, "_line": 0, "_path": str(interactions)})
+        # No item table: the catalog is the items in the interactions, each with the line
+        # that first names it (for error messages).
+        first = out.assign(item_id=out["item_id"].str.strip()).drop_duplicates("item_id")
+        it = pd.DataFrame(
+            {
+                "item_id": first["item_id"].to_numpy(),
+                "title": first["item_id"].to_numpy(),
+                "_line": first["_line"].to_numpy(),
+                "_path": str(interactions),
+            }
+        )
         it["categories"] = [()] * len(it)
 
     us = None
     if users is not None:
         us = read_table(users, required=(cm.user,)).rename(columns={cm.user: "user_id"})
-    return build_dataset(name or Path(interactions).stem, it, out, us, sink)
+    return build_dataset(name or Path(interactions).stem, it, out, us, sink, source=interactions)
