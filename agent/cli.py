@@ -197,11 +197,30 @@ def train(
     with_feedback: Annotated[
         bool, typer.Option("--with-feedback", help="Add stored feedback events to training.")
     ] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc", help="Processes of a DDP run (torchrun; gloo on CPU, nccl on GPUs)."
+        ),
+    ] = 1,
     json_out: Json = False,
 ) -> None:
     """Train the multi-task model on the workspace's dataset, with early stopping."""
     from agent.training_run import run_training
 
+    if nproc != 1:
+        if nproc < 1:
+            raise UsageError(f"--nproc must be >= 1, got {nproc}")
+        if with_feedback:
+            raise UsageError("--with-feedback is not supported with --nproc > 1")
+        from agent.distributed import run_distributed_training
+
+        summary = run_distributed_training(
+            _workspace(workspace), nproc, protocol, epochs, device, resume, seed, json_out
+        )
+        if json_out:
+            print_json(summary)
+        return
     result = run_training(
         _workspace(workspace),
         protocol,

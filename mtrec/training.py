@@ -1,4 +1,11 @@
-"""Training of the multi-task model: joint losses, early stopping, resumable checkpoints."""
+"""Training of the multi-task model: joint losses, early stopping, resumable checkpoints.
+
+``train_multitask`` runs in one process, or in each process of a PyTorch distributed job
+(``torchrun``; see ``mtrec.train``): when ``torch.distributed`` is initialised, the network is
+wrapped in ``DistributedDataParallel``, every process trains on its own shard of the windows
+(``DistributedSampler``), rank 0 alone evaluates validation (the result is broadcast, so every
+rank takes the same early-stopping decision) and rank 0 alone writes checkpoints.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 
 from mtrec.data.history import History, user_histories
 from mtrec.data.schema import Dataset
@@ -108,6 +117,57 @@ class _Losses:
         return losses
 
 
+class _LossModule(nn.Module):
+    """The network plus its losses as one module, so that DDP sees a ``forward`` per step.
+
+    ``forward`` returns the weighted total loss and the detached per-task losses.
+    """
+
+    def __init__(
+        self, model: MultiTaskModel, losses: _Losses, log_vars: torch.Tensor, gen: torch.Generator
+    ) -> None:
+        super().__init__()
+        self.net = model.net
+        self.losses = losses
+        self.cfg = model.config.train
+        self.gen = gen
+        if self.cfg.uncertainty_weighting:
+            self.log_vars = nn.Parameter(log_vars)
+        else:
+            self.register_buffer("log_vars", log_vars)
+
+    def forward(
+        self,
+        items: torch.Tensor,
+        events: torch.Tensor,
+        values: torch.Tensor,
+        targets: torch.Tensor,
+        next_value: torch.Tensor,
+        next_like: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        from mtrec.model.batching import PaddedHistories
+
+        batch = TrainingWindows(
+            PaddedHistories(items, events, values), targets, next_value, next_like
+        )
+        losses = self.losses(batch, self.gen)
+        total = torch.zeros((), device=targets.device)
+        for t, loss in losses.items():
+            if self.cfg.uncertainty_weighting:
+                k = TASKS.index(t)
+                total = total + torch.exp(-self.log_vars[k]) * loss + self.log_vars[k]
+            else:
+                total = total + self.cfg.task_weights.get(t, 1.0) * loss
+        return total, {t: loss.detach() for t, loss in losses.items()}
+
+
+def distributed_context() -> tuple[bool, int, int]:
+    """``(active, rank, world_size)`` of the current ``torch.distributed`` process group."""
+    if dist.is_available() and dist.is_initialized():
+        return True, dist.get_rank(), dist.get_world_size()
+    return False, 0, 1
+
+
 def train_multitask(
     model: MultiTaskModel,
     ds: Dataset,
@@ -140,8 +200,14 @@ def train_multitask(
     cfg = model.config.train
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    distributed, rank, world = distributed_context()
+    main = rank == 0
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
+    if distributed and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+    # Dropout differs per rank (different data anyway); DDP broadcasts rank 0's weights.
+    torch.manual_seed(cfg.seed + rank)
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     net = model.net.to(device)
@@ -159,8 +225,9 @@ def train_multitask(
     cats = torch.cat(
         [torch.as_tensor(ds.category_matrix()), torch.zeros(1, len(ds.categories))]
     ).to(device)
-    loss_fn = _Losses(model, cats)
-    log_vars = torch.nn.Parameter(torch.zeros(len(TASKS), device=device))
+    log_vars = torch.zeros(len(TASKS), device=device)
+    module = _LossModule(model, _Losses(model, cats), log_vars, gen)
+    log_vars = module.log_vars
     params = list(net.parameters()) + ([log_vars] if cfg.uncertainty_weighting else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     result = TrainResult()
@@ -178,6 +245,16 @@ def train_multitask(
         gen.set_state(saved["gen"])
         rng = saved["rng"]
         result.epochs = saved["epochs"]
+    step_fn: nn.Module = module
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Some heads get no loss in a batch without ratings/likes: unused parameters happen.
+        step_fn = DistributedDataParallel(
+            module,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True,
+        )
     t0 = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs + 1):
         if split is not None and stale >= cfg.patience:
@@ -189,38 +266,42 @@ def train_multitask(
         model.invalidate_cache()
         sums: dict[str, float] = dict.fromkeys(TASKS, 0.0)
         counts: dict[str, int] = dict.fromkeys(TASKS, 0)
-        order = torch.as_tensor(rng.permutation(len(windows)))
-        steps = (len(windows) + cfg.batch_size - 1) // cfg.batch_size
-        for step, start in enumerate(range(0, len(windows), cfg.batch_size), start=1):
+        order = _epoch_order(len(windows), rng, distributed, rank, world, cfg.seed, epoch)
+        steps = (len(order) + cfg.batch_size - 1) // cfg.batch_size
+        for step, start in enumerate(range(0, len(order), cfg.batch_size), start=1):
             idx = order[start : start + cfg.batch_size]
             batch = _take(windows, idx, device)
-            losses = loss_fn(batch, gen)
-            total = torch.zeros((), device=device)
+            x = batch.inputs
+            total, losses = step_fn(
+                x.items, x.events, x.values, batch.targets, batch.next_value, batch.next_like
+            )
             for t, loss in losses.items():
-                if cfg.uncertainty_weighting:
-                    k = TASKS.index(t)
-                    total = total + torch.exp(-log_vars[k]) * loss + log_vars[k]
-                else:
-                    total = total + cfg.task_weights.get(t, 1.0) * loss
-                sums[t] += float(loss.detach())
+                sums[t] += float(loss)
                 counts[t] += 1
             opt.zero_grad(set_to_none=True)
             total.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             opt.step()
-            if on_step:
+            if on_step and main:
                 on_step(step, steps, {t: sums[t] / max(counts[t], 1) for t in losses})
+        if distributed:
+            sums, counts = _all_reduce_sums(sums, counts, device)
         net.eval()
         model.invalidate_cache()
         valid: dict[str, float] = {}
         if split is not None:
-            valid = evaluate_ranking(
-                model, ds, split, "valid", ks=(10,), users=valid_users, beyond_accuracy=False
-            )
+            if main:
+                valid = evaluate_ranking(
+                    model, ds, split, "valid", ks=(10,), users=valid_users, beyond_accuracy=False
+                )
+            if distributed:
+                box = [valid]
+                dist.broadcast_object_list(box, src=0)
+                valid = box[0]
             if valid["ndcg@10"] > result.best_ndcg10:
                 result.best_ndcg10, result.best_epoch, stale = valid["ndcg@10"], epoch, 0
                 best_state = copy.deepcopy(net.state_dict())
-                if ckpt:
+                if ckpt and main:
                     model.save(ckpt, {"valid": valid, "epoch": epoch})
             else:
                 stale += 1
@@ -231,9 +312,9 @@ def train_multitask(
             time.perf_counter() - t_epoch,
         )
         result.epochs.append(log)
-        if ckpt:
+        if ckpt and main:
             _save_resume(ckpt, net, opt, log_vars, best_state, stale, result, epoch, gen, rng)
-        if on_epoch:
+        if on_epoch and main:
             on_epoch(log)
     if split is not None:
         net.load_state_dict(best_state)
@@ -243,6 +324,48 @@ def train_multitask(
     model.invalidate_cache()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _epoch_order(
+    n: int,
+    rng: np.random.Generator,
+    distributed: bool,
+    rank: int,
+    world: int,
+    seed: int,
+    epoch: int,
+) -> torch.Tensor:
+    """This process's window indices for one epoch, in training order.
+
+    One process: a permutation from ``rng``. Distributed: ``DistributedSampler``'s shard (all
+    shards have the same length, so every rank runs the same number of steps).
+    """
+    if not distributed:
+        return torch.as_tensor(rng.permutation(n))
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(
+        range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False
+    )
+    sampler.set_epoch(epoch)
+    return torch.as_tensor(list(sampler), dtype=torch.int64)
+
+
+def _all_reduce_sums(
+    sums: dict[str, float], counts: dict[str, int], device: torch.device
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Sum the per-task loss sums and batch counts over all ranks (for the epoch log)."""
+    t = torch.tensor(
+        [sums[k] for k in TASKS] + [float(counts[k]) for k in TASKS],
+        dtype=torch.float64,
+        device=device,
+    )
+    dist.all_reduce(t)
+    vals = t.cpu().tolist()
+    n = len(TASKS)
+    return dict(zip(TASKS, vals[:n], strict=True)), {
+        k: round(v) for k, v in zip(TASKS, vals[n:], strict=True)
+    }
 
 
 def _permuted(h: History, rng: np.random.Generator) -> History:
