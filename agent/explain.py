@@ -124,6 +124,26 @@ class TitleIndex:
         return found
 
 
+def category_pattern(category: str) -> re.Pattern[str] | None:
+    """A word pattern that catches a category named in prose ("Animation" -> "animated").
+
+    The stem is the name's first five letters (whole word for shorter names), so adjectives
+    and plurals match; "unknown"-style placeholders get no pattern.
+    """
+    name = re.sub(r"'s$", "", category.strip().lower())
+    if not name or name in {"unknown", "(no genres listed)", "other"}:
+        return None
+    stem = name[:5] if len(name) >= 5 else name
+    tail = r"[\w-]*" if len(name) >= 5 else r"s?"
+    return re.compile(r"(?<![\w])" + re.escape(stem) + tail + r"(?![\w])")
+
+
+def mentioned_categories(text: str, categories: Iterable[str]) -> set[str]:
+    """Catalog categories that ``text`` names in prose."""
+    low = text.lower()
+    return {c for c in categories if (p := category_pattern(c)) is not None and p.search(low)}
+
+
 def check_grounding(
     text: str,
     cited_history: Sequence[str],
@@ -132,11 +152,13 @@ def check_grounding(
     history_ids: set[str],
     allowed_titles: Iterable[str],
     titles: TitleIndex,
+    known_categories: Iterable[str] = (),
 ) -> tuple[bool, str]:
     """Is an LLM explanation grounded in the data?
 
     Rules: cited history items must be in the user's history; named titles must be a
-    candidate or a history item; claimed categories must be the item's own.
+    candidate or a history item; claimed categories, whether listed or named in the text
+    (checked against ``known_categories``, the catalog's), must be the item's own.
 
     Returns:
         ``(ok, reason)``; reason is empty when ok.
@@ -150,6 +172,9 @@ def check_grounding(
     bad_cats = [c for c in claimed_categories if c.lower() not in own]
     if bad_cats:
         return False, f"claims categories the item does not have: {bad_cats[:3]}"
+    named = mentioned_categories(text, known_categories) - set(item.categories)
+    if named:
+        return False, f"names categories the item does not have: {sorted(named)[:3]}"
     low = text.lower()
     if any(snippet in low for snippet in _PROMPT_SNIPPETS):
         return False, "repeats the prompt"

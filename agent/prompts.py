@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-_SECTION = re.compile(r"^\[(system|user|completion)\]\s*$", re.MULTILINE)
+_SECTION = re.compile(r"^\[(system|user|completion|rank|reason)\]\s*$", re.MULTILINE)
 
 
 def prompts_dir() -> Path:

@@ -347,7 +347,7 @@ class Recommender:
             )
             if req.explain:
                 pick = llm_text.get(item)
-                if pick is not None:
+                if pick is not None and pick["text"]:
                     cited = [c for c in pick["cited"]]
                     ok, reason = check_grounding(
                         pick["text"],
@@ -357,6 +357,7 @@ class Recommender:
                         hist_ids,
                         hist_titles + cand_titles,
                         self.titles,
+                        self.ds.categories,
                     )
                     if ok:
                         out.explanation, out.explanation_source = pick["text"], "llm"

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
         llm_timeout_s: Per-request timeout of the remote tier.
         llm_max_tokens: Generation cap of each LLM call.
         local_model_path: GGUF file of the local tier; None = Gemma 3 270M from its package.
+        local_explain_top: Items of the local tier's ranking that get a generated reason (the
+            rest get template explanations; each reason costs ~0.4 s on 2 CPU cores).
+        local_reason_tokens: Generation cap of one local reason.
         llm_weight: Weight of the LLM's order in the final rank fusion (0 = model only).
         fuse_like: Weight of the like head's logit in the model's fused score.
         fuse_rating: Weight of the predicted rating (minus 3) in the model's fused score.
@@ -64,6 +67,8 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 20.0
     llm_max_tokens: int = 600
     local_model_path: str | None = None
+    local_explain_top: int = Field(default=3, ge=0)
+    local_reason_tokens: int = Field(default=16, ge=1)
     llm_weight: float = 0.3
     fuse_like: float = 0.0
     fuse_rating: float = 0.0

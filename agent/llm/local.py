@@ -1,23 +1,39 @@
 """The local tier: a GGUF model in process through llama-cpp-python.
 
 The default model, Gemma 3 270M, is a small *base* model: it continues text rather than
-following chat instructions, and invents facts. So the prompt is a few-shot completion with
-one ``C<n> | reason`` line per pick (cheap to decode and to parse), and every reason still
-goes through the grounding check. Constrained JSON decoding was measured to be an order of
-magnitude slower on this model and to return empty fields, so it is not used.
+following instructions, and a generated ranking from it degenerates into repeated lines
+("C1 | C2 | C3 ..." until the token cap; measured). So the local tier does not ask it to write
+a ranking. It *scores* one: after a prefix listing the titles the user liked, each candidate's
+title is evaluated as the continuation, and candidates are ranked by the mean log-probability
+of their title tokens (the "LM as zero-shot ranker" reading of a base model). That costs one
+prefix evaluation plus a few tokens per candidate, and cannot be steered by catalog text,
+since only titles enter the prompt and nothing is generated for the ranking.
+
+Then, for the top ``explain_top`` candidates only, the model completes a few-shot sentence
+("X suits a viewer who enjoyed Y because ...") with a short token cap. The history item Y is
+chosen by shared categories, so the citation is grounded by construction; the generated
+clause still goes through the grounding check. Other items get template explanations.
 """
 
 from __future__ import annotations
 
-import re
 import threading
+from collections.abc import Sequence
 from typing import Any
 
-from agent.llm.prompting import completion_prompt, prompt_version
-from agent.llm.types import RankedPick, RerankOutput, RerankRequest, TierAnswer, TierError
-from agent.settings import Settings
+import numpy as np
 
-_LINE = re.compile(r"^\s*(C\d+)\s*[|:\-]\s*(.+?)\s*$")
+from agent.llm.prompting import liked_history, prompt_version, rank_prompt, reason_prompt
+from agent.llm.types import (
+    PromptCandidate,
+    PromptHistory,
+    RankedPick,
+    RerankOutput,
+    RerankRequest,
+    TierAnswer,
+    TierError,
+)
+from agent.settings import Settings
 
 
 def default_model_path() -> str | None:
@@ -37,18 +53,33 @@ def local_available(settings: Settings) -> bool:
     return bool(settings.local_model_path or default_model_path())
 
 
+def _log_softmax_at(logits: np.ndarray, token: int) -> float:
+    """log p(token) from one row of logits (float64 for a stable log-sum-exp)."""
+    row = logits.astype(np.float64, copy=False)
+    m = row.max()
+    return float(row[token] - m - np.log(np.exp(row - m).sum()))
+
+
 class LocalTier:
-    """Reranks with a local GGUF model (loaded once, lazily; calls are serialised)."""
+    """Ranks by title likelihood and explains the top few with a local GGUF model.
+
+    The model is loaded once, lazily; calls are serialised (one llama.cpp context).
+
+    Args:
+        settings: ``local_model_path`` (None = Gemma 3 270M), ``local_explain_top`` and
+            ``local_reason_tokens``.
+    """
 
     name = "local"
 
-    def __init__(self, settings: Settings, max_tokens_per_pick: int = 24) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.path = settings.local_model_path or default_model_path()
         if not self.path:
             raise TierError("no local model: install mtrec[local] or set MTREC_LOCAL_MODEL_PATH")
         self.model_name = self.path.rsplit("/", 1)[-1]
         self.prompt_id = prompt_version(local=True)
-        self.max_tokens_per_pick = max_tokens_per_pick
+        self.explain_top = settings.local_explain_top
+        self.reason_tokens = settings.local_reason_tokens
         self._llm: Any = None
         self._lock = threading.Lock()
 
@@ -60,36 +91,112 @@ class LocalTier:
         return self._llm
 
     def rerank(self, req: RerankRequest) -> TierAnswer:
-        """Complete the few-shot prompt and parse ``C<n> | reason`` lines.
+        """Rank every candidate by title likelihood; explain the top ``explain_top``.
 
         Raises:
-            TierError: the model is missing or produced no usable line.
+            TierError: the model is missing, fails, or the request has no candidates.
         """
-        prompt = completion_prompt(req)
-        picks_wanted = min(req.k, len(req.candidates))
+        if not req.candidates:
+            raise TierError("no candidates to rank")
         with self._lock:
             try:
                 llm = self._load()
-                out = llm.create_completion(
-                    prompt,
-                    max_tokens=self.max_tokens_per_pick * picks_wanted,
-                    temperature=0.0,
-                    stop=["END", "\n\n", "User history:"],
-                )
+                scores, tokens_in = self._title_scores(llm, req)
+                # Stable sort: ties keep the request's order, which is a seeded shuffle.
+                order = np.argsort(-scores, kind="stable")
+                picks: list[RankedPick] = []
+                tokens_out = 0
+                liked = liked_history(req)
+                for rank, j in enumerate(order):
+                    cand = req.candidates[int(j)]
+                    pick = RankedPick(id=cand.short_id, categories=list(cand.categories))
+                    if rank < self.explain_top and liked:
+                        anchor = _anchor(cand, liked)
+                        clause, n_in, n_out = self._reason(llm, cand, anchor)
+                        tokens_in += n_in
+                        tokens_out += n_out
+                        if clause:
+                            pick.explanation = (
+                                f"Because you enjoyed {anchor.title}: {clause[0].lower()}"
+                                f"{clause[1:]}."
+                            )
+                            pick.cited_history = [anchor.short_id]
+                    picks.append(pick)
             except (OSError, ValueError, RuntimeError) as e:
                 raise TierError(f"local model failed: {e}") from None
-        text = out["choices"][0]["text"]
-        usage = out.get("usage", {})
-        picks: list[RankedPick] = []
-        for line in text.splitlines():
-            m = _LINE.match(line)
-            if m:
-                picks.append(RankedPick(id=m.group(1), explanation=m.group(2)))
-        if not picks:
-            raise TierError("local model produced no ranking lines")
-        return TierAnswer(
-            RerankOutput(ranking=picks),
-            int(usage.get("prompt_tokens", 0)),
-            int(usage.get("completion_tokens", 0)),
-            self.model_name,
+        return TierAnswer(RerankOutput(ranking=picks), tokens_in, tokens_out, self.model_name)
+
+    def _title_scores(self, llm: Any, req: RerankRequest) -> tuple[np.ndarray, int]:
+        """Mean log-probability of each candidate's title after the ranking prefix.
+
+        Returns:
+            ``(scores, tokens_evaluated)``; scores has shape ``(n_candidates,)``.
+        """
+        prefix = llm.tokenize(rank_prompt(req).encode("utf-8"), add_bos=True, special=False)
+        conts = [
+            llm.tokenize(f" {c.title}\n".encode(), add_bos=False, special=False)
+            for c in req.candidates
+        ]
+        last_logits = _eval_prefix(llm, prefix)
+        scores = np.empty(len(conts))
+        evaluated = len(prefix)
+        for j, toks in enumerate(conts):
+            rows = _eval_continuation(llm, len(prefix), toks)
+            evaluated += len(toks)
+            lp = _log_softmax_at(last_logits, toks[0])
+            lp += sum(_log_softmax_at(rows[i - 1], toks[i]) for i in range(1, len(toks)))
+            scores[j] = lp / len(toks)
+        # Leave the context holding the prefix only, so the next request can reuse it.
+        llm._ctx.kv_cache_seq_rm(-1, len(prefix), -1)
+        llm.n_tokens = len(prefix)
+        return scores, evaluated
+
+    def _reason(
+        self, llm: Any, cand: PromptCandidate, anchor: PromptHistory
+    ) -> tuple[str, int, int]:
+        """One generated clause: ``(text, tokens_in, tokens_out)``; text may be empty."""
+        out = llm.create_completion(
+            reason_prompt(cand, anchor),
+            max_tokens=self.reason_tokens,
+            temperature=0.0,
+            stop=["\n", "."],
         )
+        usage = out.get("usage", {})
+        text = " ".join(out["choices"][0]["text"].split())
+        return text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+
+
+def _anchor(cand: PromptCandidate, liked: Sequence[PromptHistory]) -> PromptHistory:
+    """The liked history item sharing most categories with the candidate (latest on ties)."""
+    own = set(cand.categories)
+    best = max(range(len(liked)), key=lambda i: (len(own & set(liked[i].categories)), i))
+    return liked[best]
+
+
+def _eval_prefix(llm: Any, prefix: list[int]) -> np.ndarray:
+    """Evaluate ``prefix`` (reusing the longest cached common prefix) and return the logits of
+    its last position, shape ``(n_vocab,)``."""
+    cached = 0
+    limit = min(llm.n_tokens, len(prefix) - 1)  # the last token is always re-evaluated
+    ids = llm.input_ids
+    while cached < limit and ids[cached] == prefix[cached]:
+        cached += 1
+    llm.n_tokens = cached
+    llm.eval(prefix[cached:])
+    return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).copy()
+
+
+def _eval_continuation(llm: Any, n_past: int, tokens: list[int]) -> np.ndarray:
+    """Logits at every position of ``tokens`` placed after ``n_past`` cached tokens.
+
+    Uses llama-cpp-python's batch and context wrappers directly, because ``Llama.eval`` keeps
+    only the last position's logits unless the whole model is built with ``logits_all`` (which
+    would allocate n_ctx x n_vocab floats: 2 GB for Gemma's 262k vocabulary).
+
+    Returns:
+        Array of shape ``(len(tokens), n_vocab)``.
+    """
+    llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
+    llm._batch.set_batch(batch=tokens, n_past=n_past, logits_all=True)
+    llm._ctx.decode(llm._batch)
+    return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(tokens), llm.n_vocab())).copy()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.llm.types import RerankRequest
+from agent.llm.types import PromptCandidate, PromptHistory, RerankRequest
 from agent.prompts import load_prompt
 
 RERANK_PROMPT = "rerank"
@@ -50,20 +50,26 @@ def chat_messages(req: RerankRequest) -> tuple[str, str]:
     return system, user
 
 
-def completion_prompt(req: RerankRequest, max_history: int = 8) -> str:
-    """A few-shot completion prompt for a small local base model."""
-    p = load_prompt(LOCAL_PROMPT)
-    history = (
-        "; ".join(
-            f"{h.title} ({_cats(h.categories[:2])})" + (f" rated {h.rating:g}" if h.rating else "")
-            for h in req.history[-max_history:]
-        )
-        or "none"
+def liked_history(req: RerankRequest, max_history: int = 10) -> list[PromptHistory]:
+    """The most recent history items the user liked (rated 4+ or unrated), else the latest."""
+    liked = [h for h in req.history if h.rating is None or h.rating >= 4]
+    return (liked or list(req.history))[-max_history:]
+
+
+def rank_prompt(req: RerankRequest, max_history: int = 10) -> str:
+    """The ranking prefix for a base model: a candidate's title is scored as its continuation."""
+    history = "\n".join(f"- {h.title}" for h in liked_history(req, max_history)) or "- (none yet)"
+    return load_prompt(LOCAL_PROMPT).render("rank", history=history)
+
+
+def reason_prompt(candidate: PromptCandidate, history: PromptHistory) -> str:
+    """A few-shot prompt whose continuation is a one-sentence reason."""
+    return load_prompt(LOCAL_PROMPT).render(
+        "reason",
+        title=candidate.title,
+        categories=_cats(candidate.categories[:2]),
+        history_title=history.title,
     )
-    candidates = " | ".join(
-        f"{c.short_id} {c.title} ({_cats(c.categories[:2])})" for c in req.candidates
-    )
-    return p.render("completion", history=history, candidates=candidates)
 
 
 def prompt_version(local: bool = False) -> str:

@@ -35,7 +35,7 @@ def test_local_tier_in_process(trained_workspace, gguf_path):
     assert len(res.items) == 5
     assert res.tier in ("local", "none")
     if res.tier == "local":
-        assert res.tokens_out > 0 and res.prompt_version == "rerank_local@v1"
+        assert res.tokens_out > 0 and res.prompt_version == "rerank_local@v2"
     again = rec.recommend(user_id="42", k=5, llm="local")
     assert again.cached and [i.item_id for i in again.items] == [i.item_id for i in res.items]
 
