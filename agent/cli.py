@@ -472,6 +472,83 @@ def report(
     )
 
 
+@app.command()
+def batch(
+    users: Annotated[
+        str, typer.Option("--users", help="'all', or a file with one user id per line.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")],
+    k: K = 10,
+    llm: Annotated[str, typer.Option("--llm", help="none (model only), local or remote.")] = (
+        "none"
+    ),
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Add an explanation column (slower).")
+    ] = False,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", help="Users per chunk (unit of progress and resume).")
+    ] = 1000,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing --out file.")
+    ] = False,
+    threads: Annotated[
+        int,
+        typer.Option(help="Torch CPU threads (0 = torch's default; 1 is faster on busy cores)."),
+    ] = 0,
+    workspace: Workspace_ = None,
+    json_out: Json = False,
+) -> None:
+    """Recommendations for many users into one Parquet file (chunked, resumable)."""
+    from agent.batch import LLM_CHOICES, check_output, read_users, run_batch, summary_dict
+
+    if llm not in LLM_CHOICES:
+        raise UsageError(f"--llm must be one of {', '.join(LLM_CHOICES)}, got {llm!r}")
+    if k < 1:
+        raise UsageError(f"-k must be >= 1, got {k}")
+    if chunk_size < 1:
+        raise UsageError(f"--chunk-size must be >= 1, got {chunk_size}")
+    if threads < 0:
+        raise UsageError(f"--threads must be >= 0, got {threads}")
+    check_output(out, overwrite)  # before the model is loaded
+    if users != "all" and not Path(users).is_file():
+        raise UsageError(f"--users must be 'all' or a file; {users!r} is not a file")
+    from agent.console import progress
+    from agent.recommender import Recommender
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    rec = Recommender.load(workspace)
+    ids = read_users(rec, users)
+    with progress(transient=json_out) as bar:
+        task = bar.add_task("users", total=len(ids), info="", visible=not json_out)
+        summary = run_batch(
+            rec,
+            ids,
+            out,
+            k=k,
+            llm=llm,
+            explain=explain,
+            chunk_size=chunk_size,
+            overwrite=overwrite,
+            on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    if json_out:
+        print_json(summary_dict(summary))
+        return
+    resumed = (
+        f"; resumed {summary.resumed_chunks} of {summary.chunks} chunks"
+        if summary.resumed_chunks
+        else ""
+    )
+    err.print(
+        f"wrote {summary.rows} rows for {summary.users} users to {summary.out} in "
+        f"{summary.seconds:.1f}s ({summary.users_per_s:.0f} users/s){resumed}",
+        highlight=False,
+    )
+
+
 # ---- chat and HTTP service -----------------------------------------------------------------
 @app.command()
 def chat(
