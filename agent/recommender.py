@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.errors import redact
 from agent.explain import (
     ItemEvidence,
     TitleIndex,
@@ -46,6 +47,8 @@ from agent.workspace import Workspace
 from mtrec.data.history import History, user_histories
 from mtrec.data.schema import EventType
 from mtrec.model.multitask import MultiTaskModel
+
+_DISLIKE_CODE = EventType.DISLIKE.code
 
 #: Candidate text shown to the LLM is capped at this many characters.
 PROMPT_TEXT_CHARS = 200
@@ -311,7 +314,8 @@ class Recommender:
         top = final_order[: req.k]
         pos = {item: j for j, item in enumerate(cand)}
         vectors = self.model.item_vectors()
-        near = nearest_history(vectors[top], vectors[hist.items[-50:]], hist.items[-50:])
+        anchors = _explanation_anchors(hist)
+        near = nearest_history(vectors[top], vectors[anchors], anchors)
         hist_ids = {self.ds.items[i].item_id for i in hist.items}
         hist_titles = [self.ds.items[i].title for i in hist.items]
         cand_titles = [self.ds.items[i].title for i in cand]
@@ -397,7 +401,8 @@ class Recommender:
         item = self.ds.item_index(item_id)
         ts = self.model.task_scores(hist, np.array([item]))
         vectors = self.model.item_vectors()
-        near = nearest_history(vectors[[item]], vectors[hist.items[-50:]], hist.items[-50:])[0]
+        anchors = _explanation_anchors(hist)
+        near = nearest_history(vectors[[item]], vectors[anchors], anchors)[0]
         it = self.ds.items[item]
         user_cats = self.categories[hist.items].sum(axis=0) if len(hist) else None
         ev = ItemEvidence(
@@ -599,6 +604,14 @@ def _shared_categories(
     return [names[j] for j in np.flatnonzero(item_cats) if j in top]
 
 
+def _explanation_anchors(hist: History, last: int = 50) -> np.ndarray:
+    """History items an explanation may point to ("because you watched X"): the latest ones
+    the user did not dislike (rated below 3, or a dislike event); all latest ones if none."""
+    disliked = (hist.events == _DISLIKE_CODE) | (hist.values < 3)  # NaN < 3 is False
+    kept = hist.items[~disliked]
+    return (kept if len(kept) else hist.items)[-last:]
+
+
 def _guard(
     output: Any, short_to_item: dict[str, int], short_hist: dict[str, str], model_order: list[int]
 ) -> tuple[list[int], dict[int, dict[str, Any]], Dropped]:
@@ -618,7 +631,7 @@ def _guard(
         order.append(item)
         cited = [short_hist.get(h.strip().upper(), f"?{h}") for h in pick.cited_history]
         texts[item] = {
-            "text": clean_text(pick.explanation, 600),
+            "text": redact(clean_text(pick.explanation, 600)),  # a model may echo a key
             "cited": cited,
             "categories": list(pick.categories),
         }

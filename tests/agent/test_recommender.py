@@ -83,3 +83,17 @@ def test_bad_input(rec):
     assert 0 < len(big.items) <= 1000
     cold = rec.recommend(history=[], k=5, llm="none")
     assert len(cold.items) == 5 and all("popular" in it.explanation for it in cold.items)
+
+
+def test_explanations_never_point_to_a_disliked_item(rec):
+    from agent.schema import HistoryEntry
+
+    history = [
+        HistoryEntry(item_id="1", rating=5),  # Toy Story
+        HistoryEntry(item_id="71", event="dislike"),  # The Lion King
+        HistoryEntry(item_id="95", rating=1),  # Aladdin
+    ]
+    res = rec.recommend(history=history, k=10, llm="none")
+    for it in res.items:
+        assert set(it.evidence.history_items) <= {"1"}, it.evidence
+        assert "Lion King" not in it.explanation and "Aladdin" not in it.explanation
