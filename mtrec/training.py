@@ -79,25 +79,31 @@ class _Losses:
         tgt = batch.targets[has_target]  # (P, W)
         tmask = tgt >= 0
         interest = state.interest[has_target]  # (P, d)
-        vectors = net.items.all_vectors()
-        biases = net.items.all_biases()
         n_items = net.n_items
+        nxt = tgt[:, 0]
         if n_items <= cfg.full_softmax_max_items:
+            vectors = net.items.all_vectors()
+            biases = net.items.all_biases()
             logp = torch.log_softmax(interest @ vectors.T + biases, dim=-1)
             picked = logp.gather(1, tgt.clamp(min=0))
+            v_next = vectors[nxt]
         else:
-            # Sampled softmax over this batch's targets plus shared uniform negatives.
+            # Sampled softmax over this batch's targets plus shared uniform negatives. Only
+            # these items' vectors are computed: the item tower over the whole catalog at every
+            # step made an epoch grow with (catalog x interactions).
             negs = torch.randint(0, n_items, (cfg.sampled_negatives,), generator=gen)
             cand = torch.unique(torch.cat([tgt[tmask], negs.to(tgt.device)]))
-            logp = torch.log_softmax(interest @ vectors[cand].T + biases[cand], dim=-1)
+            cand_vectors = net.items(cand)
+            cand_biases = net.items.bias.weight[cand, 0]
+            logp = torch.log_softmax(interest @ cand_vectors.T + cand_biases, dim=-1)
             pos = torch.searchsorted(cand, tgt.clamp(min=0))
             picked = logp.gather(1, pos.clamp(max=len(cand) - 1))
+            # Every next item is a target, so it is among the candidates.
+            v_next = cand_vectors[torch.searchsorted(cand, nxt.contiguous())]
         losses = {"engagement": -(picked * tmask).sum() / tmask.sum().clamp(min=1)}
 
-        nxt = tgt[:, 0]
         like = batch.next_like[has_target]
         value = batch.next_value[has_target]
-        v_next = vectors[nxt]
         known_like = ~torch.isnan(like)
         if known_like.any():
             logit = net.like_logit(state.like[has_target][known_like], v_next[known_like])
