@@ -12,7 +12,7 @@ import stat
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     candidates: int = 30
     llm: Literal["auto", "remote", "local", "none"] = "auto"
 
+    @field_validator("llm_api_key")
+    @classmethod
+    def _remember_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        """Every key ever loaded is known to ``agent.errors.redact`` (env or config file)."""
+        if v is not None and len(v.get_secret_value()) >= 8:  # not "none", "x", ...
+            _SECRETS.add(v.get_secret_value())
+        return v
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -96,6 +104,12 @@ class Settings(BaseSettings):
 
 
 _CURRENT_CONFIG: dict[str, Path | None] = {"path": None}
+_SECRETS: set[str] = set()
+
+
+def known_secrets() -> tuple[str, ...]:
+    """API keys loaded by any ``Settings`` in this process (for redaction, never for output)."""
+    return tuple(_SECRETS)
 
 
 class ConfigFileError(ValueError):

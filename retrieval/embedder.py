@@ -118,7 +118,9 @@ class Embedder:
         """
         if isinstance(texts, str):
             raise TypeError("encode() takes a sequence of texts; use encode_one() for one string")
-        texts = list(texts)
+        # Undecodable input (lone surrogates from non-UTF-8 argv or stdin) becomes "?"; the
+        # tokenizer would reject the whole batch otherwise.
+        texts = [t.encode("utf-8", "replace").decode("utf-8") for t in texts]
         if not texts:
             return np.zeros((0, self._dimension), dtype=np.float32)
         vectors = self._model.encode(
