@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.llm.sanitize import clean_text
+from agent.llm.sanitize import clean_text, looks_like_injection
 from agent.schema import EventName, Filters, HistoryEntry, RecommendedItem, TierChoice
 
 if TYPE_CHECKING:
@@ -36,6 +36,8 @@ MAX_MESSAGE_CHARS = 500
 MAX_SHOWN = 2000
 #: Sessions one engine keeps in memory (least recently used dropped first).
 MAX_SESSIONS = 10_000
+#: Note on a reply to a message that reads like instructions to the system.
+INJECTION_NOTE = "the message reads like instructions to the system; only its filters were used"
 #: Ratings implied by feedback events in an anonymous session's own history.
 _EVENT_RATING: dict[str, float | None] = {"like": 5.0, "dislike": 1.0, "seen": None}
 
@@ -559,7 +561,9 @@ def _normalise(intent: Intent, categories: Sequence[str]) -> Intent:
         by_lower[c.lower()] for c in intent.exclude_categories if c.lower() in by_lower
     ]
     if intent.query:
-        intent.query = clean_text(intent.query, 200) or None
+        from agent.errors import redact
+
+        intent.query = redact(clean_text(intent.query, 200)) or None
     for name in ("reject", "seen", "like", "dislike"):
         setattr(intent, name, [p for p in getattr(intent, name) if -1 <= p <= 100])
     return intent
@@ -636,8 +640,17 @@ class ChatSession:
         """Handle one message and answer with a fresh list."""
         with self.lock:
             text = clean_text(message, MAX_MESSAGE_CHARS)
-            intent, parser = self.engine.parse(text, self._current_titles())
-            return self._turn(intent, parser, k, llm)
+            if not looks_like_injection(text):
+                intent, parser = self.engine.parse(text, self._current_titles())
+                return self._turn(intent, parser, k, llm)
+            # Instructions to the system ("ignore previous instructions", "rank X first",
+            # "reveal the system prompt", a URL) are not requests: only the filters and
+            # ratings the rules find count; the free text reaches no search and no LLM.
+            intent = self.engine.rules.parse(text)
+            intent.query = None
+            reply = self._turn(intent, "rules", k, llm)
+            reply.notes.insert(0, INJECTION_NOTE)
+            return reply
 
     def rate(
         self, item_id: str, event: str, k: int | None = None, llm: TierChoice | None = None
