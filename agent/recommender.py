@@ -267,6 +267,7 @@ class Recommender:
             model_order = sorted(cand, key=lambda i: -rrf[str(i)])
             final_score = {i: rrf[str(i)] for i in cand}
         model_rank = {item: r for r, item in enumerate(model_order, start=1)}
+        result.model_order = [self.ds.items[i].item_id for i in model_order]
         profile = self.model.category_interest(hist)
         result.category_interest = {
             c: round(float(p), 4)
@@ -303,6 +304,7 @@ class Recommender:
                 llm_order = picked + [i for i in model_order if i not in picked_set]
                 # llm_rank is reported only for items the LLM itself ranked.
                 llm_rank = {item: r for r, item in enumerate(picked, start=1)}
+                result.llm_order = [self.ds.items[i].item_id for i in llm_order]
                 w = self.settings.llm_weight
                 rrf = reciprocal_rank_fusion([_ids(model_order), _ids(llm_order)], [1 - w, w])
                 final_score = {i: rrf.get(str(i), 0.0) for i in model_order}

@@ -124,6 +124,15 @@ class RecommendResult(BaseModel):
     category_interest: dict[str, float] = Field(default_factory=dict)
     history_size: int = 0
     notes: list[str] = Field(default_factory=list)
+    model_order: list[str] = Field(
+        default_factory=list,
+        description="Every candidate's item id in the model's order (after query fusion).",
+    )
+    llm_order: list[str] = Field(
+        default_factory=list,
+        description="The order fused with model_order when an LLM tier answered: the LLM's "
+        "accepted picks, then the other candidates in model order; empty otherwise.",
+    )
 
 
 def hit_record(hit: Any) -> dict[str, Any]:

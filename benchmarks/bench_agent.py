@@ -35,17 +35,35 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(ms: list[float]) -> dict[str, float]:
-    return {"n": len(ms), "p50_ms": round(pct(ms, 50), 2), "p95_ms": round(pct(ms, 95), 2),
-            "mean_ms": round(statistics.fmean(ms), 2) if ms else float("nan")}
+    return {
+        "n": len(ms),
+        "p50_ms": round(pct(ms, 50), 2),
+        "p95_ms": round(pct(ms, 95), 2),
+        "mean_ms": round(statistics.fmean(ms), 2) if ms else float("nan"),
+    }
 
 
 def start_llama_server(port: int) -> subprocess.Popen[bytes]:
     from agent.llm.local import default_model_path
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(default_model_path()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "4096",
+            "--n_threads",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     for _ in range(240):
         try:
@@ -85,17 +103,15 @@ def ndcg_at_10(item_ids: list[str], target: str) -> float:
     return 0.0
 
 
-def replay_fusion(items: list[Any], weight: float) -> list[str]:
-    """The recommender's final order at another LLM weight, from one result that lists every
-    candidate with its model rank and LLM rank (the same rule as ``Recommender.run``)."""
+def replay_fusion(result: Any, weight: float) -> list[str]:
+    """The recommender's final order at another LLM weight, from the model order and the LLM
+    order a result carries (the same fusion as ``Recommender.run``)."""
     from agent.fusion import reciprocal_rank_fusion
 
-    model_order = [it.item_id for it in sorted(items, key=lambda it: it.model_rank)]
-    picked = [it.item_id for it in sorted(items, key=lambda it: it.llm_rank or 0)
-              if it.llm_rank is not None]
-    llm_order = picked + [i for i in model_order if i not in set(picked)]
-    rrf = reciprocal_rank_fusion([model_order, llm_order], [1 - weight, weight])
-    return sorted(model_order, key=lambda i: -rrf.get(i, 0.0))
+    if not result.llm_order:
+        return list(result.model_order)
+    rrf = reciprocal_rank_fusion([result.model_order, result.llm_order], [1 - weight, weight])
+    return sorted(result.model_order, key=lambda i: -rrf.get(i, 0.0))
 
 
 def main() -> None:
@@ -119,15 +135,22 @@ def main() -> None:
     server = None
     if "remote" in args.tiers:
         server = start_llama_server(args.port)
-        overrides.update(llm_base_url=f"http://127.0.0.1:{args.port}/v1", llm_api_key="none",
-                         llm_model="gemma-3-270m", llm_timeout_s=60, llm_max_tokens=400)
+        overrides.update(
+            llm_base_url=f"http://127.0.0.1:{args.port}/v1",
+            llm_api_key="none",
+            llm_model="gemma-3-270m",
+            llm_timeout_s=60,
+            llm_max_tokens=400,
+        )
     try:
         rec = Recommender.load(args.workspace, **overrides)
         rng = np.random.default_rng(2020)
         users = [u.user_id for u in rec.ds.users]
-        results: dict[str, Any] = {"settings": {k: v for k, v in overrides.items()
-                                                if k != "llm_api_key"},
-                                   "latency": {}, "accuracy": {}}
+        results: dict[str, Any] = {
+            "settings": {k: v for k, v in overrides.items() if k != "llm_api_key"},
+            "latency": {},
+            "accuracy": {},
+        }
         # Latency ----------------------------------------------------------------------------
         for tier in args.tiers:
             n = args.latency_requests if tier == "none" else args.llm_requests
@@ -150,11 +173,10 @@ def main() -> None:
                 results["latency"]["cached"] = summary(cached)
             print(tier, results["latency"][tier], flush=True)
         # Accuracy -----------------------------------------------------------------------------
-        # Each request ranks all candidates (k = candidates), so the final top 10 under any LLM
-        # weight can be recomputed from the model's and the LLM's full orders; the weight used
-        # by the run itself is recomputed too, as a check that the replay matches.
-        sample = np.sort(rng.choice(rec.ds.n_users, min(args.users, rec.ds.n_users),
-                                    replace=False))
+        # Each result carries the model's and the LLM's full orders over the candidates, so the
+        # final top 10 under any LLM weight can be recomputed; the run's own weight is
+        # recomputed too, as a check that the replay matches.
+        sample = np.sort(rng.choice(rec.ds.n_users, min(args.users, rec.ds.n_users), replace=False))
         cases = loo_histories(rec, sample)
         weights = sorted({0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, rec.settings.llm_weight})
         for tier in args.tiers:
@@ -164,21 +186,23 @@ def main() -> None:
             t_tier = time.perf_counter()
             for entries, target in cases:
                 rec._cache.clear()
-                res = rec.recommend(history=entries, k=args.candidates, llm=tier)
+                res = rec.recommend(history=entries, k=10, llm=tier)
                 answered[res.tier] = answered.get(res.tier, 0) + 1
                 llm_kept += sum(it.explanation_source == "llm" for it in res.items)
                 llm_replaced += res.dropped.ungrounded
                 for w in weights:
-                    by_weight[w].append(ndcg_at_10(replay_fusion(res.items, w), target))
-                if replay_fusion(res.items, rec.settings.llm_weight)[:10] != [
+                    by_weight[w].append(ndcg_at_10(replay_fusion(res, w), target))
+                if replay_fusion(res, rec.settings.llm_weight)[:10] != [
                     it.item_id for it in res.items[:10]
                 ]:
                     replay_mismatch += 1
             results["accuracy"][tier] = {
                 "users": len(cases),
                 "ndcg@10_by_llm_weight": {
-                    str(w): {"mean": round(float(np.mean(v)), 4),
-                             "stderr": round(float(np.std(v) / np.sqrt(len(v))), 4)}
+                    str(w): {
+                        "mean": round(float(np.mean(v)), 4),
+                        "stderr": round(float(np.std(v) / np.sqrt(len(v))), 4),
+                    }
                     for w, v in by_weight.items()
                 },
                 "ndcg@10": round(float(np.mean(by_weight[rec.settings.llm_weight])), 4),

@@ -97,3 +97,10 @@ def test_explanations_never_point_to_a_disliked_item(rec):
     for it in res.items:
         assert set(it.evidence.history_items) <= {"1"}, it.evidence
         assert "Lion King" not in it.explanation and "Aladdin" not in it.explanation
+
+
+def test_result_carries_the_model_order_for_replay(rec):
+    res = rec.recommend(user_id="42", k=5, llm="none")
+    assert len(res.model_order) == max(rec.settings.candidates, 5)
+    assert res.model_order[:5] == [it.item_id for it in res.items]
+    assert res.llm_order == []  # no LLM tier answered
