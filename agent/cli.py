@@ -322,11 +322,12 @@ def recommend(
 
 def print_result(result) -> None:
     """A recommendation result as a rich table with explanations below it."""
+    from rich.markup import escape
     from rich.table import Table
 
     from agent.console import out
 
-    who = f"user {result.user_id}" if result.user_id else "this history"
+    who = f"user {escape(result.user_id)}" if result.user_id else "this history"
     table = Table(
         title=f"Recommendations for {who} (tier: {result.tier}"
         + (", cached" if result.cached else "")
@@ -338,10 +339,10 @@ def print_result(result) -> None:
     for r, it in enumerate(result.items, start=1):
         table.add_row(
             str(r),
-            it.item_id,
-            it.title,
+            escape(it.item_id),  # catalog text is data: never rich markup
+            escape(it.title),
             str(it.year or ""),
-            ", ".join(it.categories),
+            escape(", ".join(it.categories)),
             f"{it.score:.3f}",
             f"{it.task_scores.engagement:.4f}",
             f"{it.task_scores.like:.2f}",
@@ -355,9 +356,14 @@ def print_result(result) -> None:
                 if it.grounded
                 else " [yellow](LLM text failed the grounding check; template shown)[/]"
             )
-            out.print(f"[bold]{r}. {it.title}[/] — {it.explanation}{mark}", highlight=False)
+            out.print(
+                f"[bold]{r}. {escape(it.title)}[/] — {escape(it.explanation)}{mark}",
+                highlight=False,
+            )
+    for note in result.notes:
+        err.print(f"[dim]note: {escape(note)}[/]")
     for fb in result.fallbacks:
-        err.print(f"[dim]tier {fb.tier} skipped: {fb.reason}[/]")
+        err.print(f"[dim]tier {fb.tier} skipped: {escape(fb.reason)}[/]")
     total = result.latency_ms.get("total", 0.0)
     err.print(
         f"[dim]{total:.0f} ms, tokens {result.tokens_in}/{result.tokens_out}, "

@@ -281,8 +281,14 @@ class Recommender:
         llm_rank: dict[int, int] = {}
         llm_text: dict[int, Any] = {}
         if req.llm != "none":
+            llm_query = query
+            if query and looks_like_injection(query):
+                # Like hostile catalog text: the query still drives the semantic search, but an
+                # instruction aimed at the ranker never reaches the LLM.
+                llm_query = None
+                result.notes.append("the query reads like an instruction; not shown to the LLM")
             rr, short_to_item, short_hist = self._rerank_request(
-                hist, model_order, ts, cand, req, query, profile
+                hist, model_order, ts, cand, req, llm_query, profile
             )
             chain = self.chain.run(rr, req.llm)
             result.fallbacks = chain.fallbacks
