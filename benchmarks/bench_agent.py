@@ -176,7 +176,11 @@ def main() -> None:
         # Each result carries the model's and the LLM's full orders over the candidates, so the
         # final top 10 under any LLM weight can be recomputed; the run's own weight is
         # recomputed too, as a check that the replay matches.
-        sample = np.sort(rng.choice(rec.ds.n_users, min(args.users, rec.ds.n_users), replace=False))
+        # Its own seed: the same users whichever tiers this run measures.
+        sample_rng = np.random.default_rng(2021)
+        sample = np.sort(
+            sample_rng.choice(rec.ds.n_users, min(args.users, rec.ds.n_users), replace=False)
+        )
         cases = loo_histories(rec, sample)
         weights = sorted({0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, rec.settings.llm_weight})
         for tier in args.tiers:
