@@ -105,7 +105,7 @@ class Recommender:
         ws = Workspace(workspace)
         s = load_settings(ws.root, **settings)
         ws.settings = s
-        model = MultiTaskModel.load(ws.model_dir)
+        model = MultiTaskModel.load(ws.model_dir).freeze()  # serving: no text buffer
         rec = cls(ws, model, s)
         from agent.feedback import FeedbackStore
 

@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     local_model_path: str | None = None
     local_explain_top: int = Field(default=3, ge=0)
     local_reason_tokens: int = Field(default=16, ge=1)
-    llm_weight: float = 0.3
+    # 0.1: the largest weight at which the local tier did not lower NDCG@10 (BENCHMARKS.md).
+    llm_weight: float = Field(default=0.1, ge=0.0, le=1.0)
     fuse_like: float = 0.0
     fuse_rating: float = 0.0
     candidates: int = 30

@@ -119,8 +119,26 @@ class MultiTaskModel(BaseModel):
         model.metrics = ck.metrics
         return model
 
+    def freeze(self) -> MultiTaskModel:
+        """Serve only: precompute item vectors and free the item content buffers (the text
+        embeddings are the largest tensor of a serving process). A frozen model scores exactly
+        as before but can no longer be trained or saved."""
+        self.net.items.freeze()
+        self._vectors = None
+        return self
+
+    @property
+    def frozen(self) -> bool:
+        return self.net.items.frozen is not None
+
     def save(self, path: str | Path, metrics: dict[str, object] | None = None) -> Path:
-        """Write an atomic checkpoint under ``path``."""
+        """Write an atomic checkpoint under ``path``.
+
+        Raises:
+            RuntimeError: the model was frozen for serving (its content buffers are gone).
+        """
+        if self.frozen:
+            raise RuntimeError("a frozen (serving) model cannot be saved; load the checkpoint")
         if metrics is not None:
             self.metrics = metrics
         return save_checkpoint(
@@ -135,6 +153,8 @@ class MultiTaskModel(BaseModel):
 
     # ---- BaseModel ------------------------------------------------------------------------
     def fit(self, ds: Dataset, rows: np.ndarray, **kwargs: object) -> MultiTaskModel:
+        if self.frozen:
+            raise RuntimeError("a frozen (serving) model cannot be trained; load the checkpoint")
         from mtrec.training import train_multitask  # training imports this module
 
         train_multitask(self, ds, rows, **kwargs)  # type: ignore[arg-type]

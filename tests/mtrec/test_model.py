@@ -156,6 +156,25 @@ def test_text_embeddings_feed_the_item_tower(synthetic):
         MultiTaskModel.create(synthetic, small_config(), text[:5])
 
 
+def test_frozen_model_scores_identically_without_its_text_buffer(synthetic, tmp_path):
+    text = np.random.default_rng(0).normal(size=(synthetic.n_items, 16)).astype(np.float32)
+    m = MultiTaskModel.create(synthetic, small_config(epochs=1), text)
+    split = split_dataset(synthetic, "random")
+    train_multitask(m, synthetic, split.train, split)
+    hist = user_histories(synthetic, split.train)[:8]
+    items = np.arange(0, synthetic.n_items, 7)
+    before = (m.score(np.arange(8), hist), m.task_scores(hist[0], items), m.item_vectors())
+    m.freeze()
+    assert "text" not in dict(m.net.named_buffers()) and m.frozen
+    after = (m.score(np.arange(8), hist), m.task_scores(hist[0], items), m.item_vectors())
+    np.testing.assert_allclose(after[0], before[0], rtol=1e-5, atol=1e-5)
+    for field in ("engagement", "like", "rating"):
+        np.testing.assert_allclose(getattr(after[1], field), getattr(before[1], field), atol=1e-5)
+    np.testing.assert_allclose(after[2], before[2], atol=1e-6)
+    with pytest.raises(RuntimeError, match="frozen"):
+        m.save(tmp_path / "ck")
+
+
 def test_sampled_softmax_path(synthetic):
     cfg = small_config(epochs=1, full_softmax_max_items=10, sampled_negatives=50)
     split = split_dataset(synthetic, "loo")
