@@ -11,7 +11,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,8 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.agent.test_server import ROOT, copy_workspace
-from tests.conftest import free_port
+from tests.agent.test_server import ROOT, copy_workspace, serve_process
 
 
 @pytest.fixture(scope="module")
@@ -38,51 +36,8 @@ def served(
         timeout=600,
     )
     assert indexed.returncode == 0, indexed.stderr
-    port = free_port()
-    log = ws.parent / "serve.log"
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agent",
-                "serve",
-                "-w",
-                str(ws),
-                "--port",
-                str(port),
-                "--workers",
-                "2",
-                "--llm",
-                "none",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mtrec serve exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mtrec serve not healthy within 300 s:\n{log.read_text()}")
-            time.sleep(0.5)
+    with serve_process(ws, "--workers", "2", "--llm", "none", env=env, timeout=300) as url:
         yield url, ws
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    assert "Traceback" not in log.read_text(), log.read_text()
 
 
 def test_both_workers_share_one_store_and_one_index(served: tuple[str, Path]) -> None:

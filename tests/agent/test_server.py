@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -29,23 +30,24 @@ def workspace(trained_workspace, tmp_path_factory) -> Path:
     return copy_workspace(trained_workspace, tmp_path_factory.mktemp("serve") / "ws")
 
 
-@pytest.fixture(scope="module")
-def server(workspace) -> Iterator[str]:
-    """``mtrec serve`` (model-only tier) as a subprocess; its URL once /health answers."""
+@contextmanager
+def serve_process(
+    workspace: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 240
+) -> Iterator[str]:
+    """``mtrec serve -w WORKSPACE ARGS`` as a subprocess; yields its URL once /health answers.
+
+    On exit it stops the server and checks that its log holds no traceback.
+    """
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    log = workspace.parent / "server.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
+    log = workspace.parent / f"serve-{port}.log"
     cmd = [sys.executable, "-m", "agent", "serve", "-w", str(workspace), "--port", str(port)]
     with log.open("wb") as fh:
         proc = subprocess.Popen(
-            [*cmd, "--llm", "none"],
-            cwd=ROOT,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
+            [*cmd, *args], cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + timeout
     try:
         while True:
             if proc.poll() is not None:
@@ -56,16 +58,23 @@ def server(workspace) -> Iterator[str]:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"mtrec serve not healthy within 240 s:\n{log.read_text()}")
+                pytest.fail(f"mtrec serve not healthy within {timeout:.0f} s:\n{log.read_text()}")
             time.sleep(0.3)
         yield url
     finally:
         proc.terminate()
         try:
-            proc.wait(15)
+            proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
     assert "Traceback" not in log.read_text(), log.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(workspace) -> Iterator[str]:
+    """``mtrec serve`` (model-only tier) as a subprocess."""
+    with serve_process(workspace, "--llm", "none") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
