@@ -103,6 +103,15 @@ def ndcg_at_10(item_ids: list[str], target: str) -> float:
     return 0.0
 
 
+def fresh_request(rec: Any) -> None:
+    """No cached answer and closed circuit breakers, so every request tries the tier under
+    test. (In service the breaker sheds a failing endpoint after a few failures; here that
+    would turn the remote rows into local-tier rows.)"""
+    rec._cache.clear()
+    for breaker in rec.chain.breakers.values():
+        breaker.success()
+
+
 def replay_fusion(result: Any, weight: float) -> list[str]:
     """The recommender's final order at another LLM weight, from the model order and the LLM
     order a result carries (the same fusion as ``Recommender.run``)."""
@@ -124,6 +133,13 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=20)
     ap.add_argument("--llm-weight", type=float, default=None)
     ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument(
+        "--remote-max-tokens",
+        type=int,
+        default=400,
+        help="generation cap of the remote tier's calls",
+    )
+    ap.add_argument("--remote-timeout", type=float, default=60.0)
     ap.add_argument("--name", default="agent", help="results file: benchmarks/results/NAME.json")
     args = ap.parse_args()
 
@@ -139,8 +155,8 @@ def main() -> None:
             llm_base_url=f"http://127.0.0.1:{args.port}/v1",
             llm_api_key="none",
             llm_model="gemma-3-270m",
-            llm_timeout_s=60,
-            llm_max_tokens=400,
+            llm_timeout_s=args.remote_timeout,
+            llm_max_tokens=args.remote_max_tokens,
         )
     try:
         rec = Recommender.load(args.workspace, **overrides)
@@ -157,7 +173,7 @@ def main() -> None:
             ms: list[float] = []
             tiers_seen: dict[str, int] = {}
             for uid in rng.choice(users, n, replace=False):
-                rec._cache.clear()
+                fresh_request(rec)
                 t0 = time.perf_counter()
                 res = rec.recommend(user_id=str(uid), k=10, llm=tier)
                 ms.append((time.perf_counter() - t0) * 1000)
@@ -189,7 +205,7 @@ def main() -> None:
             llm_kept = llm_replaced = replay_mismatch = 0
             t_tier = time.perf_counter()
             for entries, target in cases:
-                rec._cache.clear()
+                fresh_request(rec)
                 res = rec.recommend(history=entries, k=10, llm=tier)
                 answered[res.tier] = answered.get(res.tier, 0) + 1
                 llm_kept += sum(it.explanation_source == "llm" for it in res.items)
@@ -209,6 +225,20 @@ def main() -> None:
                     }
                     for w, v in by_weight.items()
                 },
+                # Paired over the same users: fused minus model alone (weight 0).
+                "paired_gain_vs_model_only": {
+                    str(w): {
+                        "mean": round(float(np.mean(np.subtract(v, by_weight[0.0]))), 4),
+                        "stderr": round(
+                            float(np.std(np.subtract(v, by_weight[0.0])) / np.sqrt(len(v))), 4
+                        ),
+                    }
+                    for w, v in by_weight.items()
+                    if w > 0
+                },
+                "per_user_ndcg@10": {
+                    str(w): [round(x, 4) for x in v] for w, v in by_weight.items()
+                },
                 "ndcg@10": round(float(np.mean(by_weight[rec.settings.llm_weight])), 4),
                 "llm_weight": rec.settings.llm_weight,
                 "answered_by": answered,
@@ -217,7 +247,8 @@ def main() -> None:
                 "replay_mismatches": replay_mismatch,
                 "seconds": round(time.perf_counter() - t_tier, 1),
             }
-            print(tier, results["accuracy"][tier], flush=True)
+            shown = {k: v for k, v in results["accuracy"][tier].items() if not k.startswith("per_")}
+            print(tier, shown, flush=True)
         path = write_results(args.name, results)
         print(f"wrote {path}")
     finally:
