@@ -46,16 +46,23 @@ def run_protocol(ds: Any, text: Any, protocol: str, seed: int, baselines: bool) 
     model = MultiTaskModel.create(ds, cfg, text)
     t0 = time.perf_counter()
     result = train_multitask(
-        model, ds, split.train, split,
-        on_epoch=lambda e: print(f"  {protocol} epoch {e.epoch} valid ndcg@10="
-                                 f"{e.valid.get('ndcg@10', 0):.4f} ({e.seconds:.1f}s)",
-                                 file=sys.stderr, flush=True),
+        model,
+        ds,
+        split.train,
+        split,
+        on_epoch=lambda e: print(
+            f"  {protocol} epoch {e.epoch} valid ndcg@10="
+            f"{e.valid.get('ndcg@10', 0):.4f} ({e.seconds:.1f}s)",
+            file=sys.stderr,
+            flush=True,
+        ),
     )
     train_s = time.perf_counter() - t0
     metrics = evaluate_ranking(model, ds, split, "test")
     metrics.update(evaluate_tasks(model, ds, split, "test"))
-    metrics.update(train_seconds=train_s, best_epoch=result.best_epoch,
-                   epochs_run=len(result.epochs))
+    metrics.update(
+        train_seconds=train_s, best_epoch=result.best_epoch, epochs_run=len(result.epochs)
+    )
     out["MTRec"] = metrics
     if baselines:
         for m in (PopularityModel(), ItemKNNModel(), BPRModel(), ContentModel(text, recent=20)):
@@ -103,18 +110,24 @@ def main() -> None:
         best = max(recbole.items(), key=lambda kv: kv[1]["ndcg@10"], default=(None, None))
         results["protocols"][protocol] = {
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "mtrec": ours, "recbole": recbole,
+            "mtrec": ours,
+            "recbole": recbole,
             "best_recbole": best[0],
-            "ratio_to_best_recbole": (ours["MTRec"]["ndcg@10"] / best[1]["ndcg@10"]
-                                      if best[1] else None),
+            "ratio_to_best_recbole": (
+                ours["MTRec"]["ndcg@10"] / best[1]["ndcg@10"] if best[1] else None
+            ),
         }
         print(f"\n{protocol}: model            NDCG@10  Recall@10  MRR@10  train s")
         for name, m in ours.items():
-            print(f"  mtrec {name:12s} {m['ndcg@10']:.4f}   {m['recall@10']:.4f}    "
-                  f"{m['mrr@10']:.4f}  {m['train_seconds']:.1f}")
+            print(
+                f"  mtrec {name:12s} {m['ndcg@10']:.4f}   {m['recall@10']:.4f}    "
+                f"{m['mrr@10']:.4f}  {m['train_seconds']:.1f}"
+            )
         for name, m in sorted(recbole.items(), key=lambda kv: -kv[1]["ndcg@10"]):
-            print(f"  RecBole {name:10s} {m['ndcg@10']:.4f}   {m['recall@10']:.4f}    "
-                  f"{m['mrr@10']:.4f}  {m['train_seconds'] or 0:.1f}")
+            print(
+                f"  RecBole {name:10s} {m['ndcg@10']:.4f}   {m['recall@10']:.4f}    "
+                f"{m['mrr@10']:.4f}  {m['train_seconds'] or 0:.1f}"
+            )
         ratio = results["protocols"][protocol]["ratio_to_best_recbole"]
         if ratio:
             print(f"  MTRec / best RecBole ({best[0]}) NDCG@10 = {ratio:.3f}x")
