@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -163,3 +165,25 @@ def test_train_with_feedback_folds_events_into_training(trained_workspace, capsy
     ds, rows = ws.dataset.with_interactions(events)
     assert len(rows) == 2 and ds.has_user("brand-new")
     assert ds.value[rows[0]] == 5.0 and ds.value[rows[1]] == 1.0
+
+
+def test_demo_runs_the_main_job_with_the_local_tier(ml100k_workspace, gguf_path, tmp_path):
+    """`mtrec demo` end to end (its ml-100k fetch, index, training, explained list) in a fresh
+    process; the copied index makes its embedding step a no-op, and 1 epoch keeps it short."""
+    import shutil
+
+    ws = tmp_path / "demo"
+    shutil.copytree(ml100k_workspace, ws, ignore=shutil.ignore_patterns(".lock"))
+    run = subprocess.run(
+        [sys.executable, "-m", "agent", "demo", "-w", str(ws), "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "1682 unchanged" in run.stderr and "4/4" in run.stderr
+    assert "Recommendations for user 1 (tier: local" in run.stdout
+    explained = {int(m.group(1)) for m in re.finditer(r"^(\d+)\. \S", run.stdout, re.M)}
+    assert explained == set(range(1, 11)), run.stdout
+    assert "Traceback" not in run.stderr
