@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import torch
 from filelock import FileLock, Timeout
 
-from agent.recommender import COLD_START_HISTORY, Recommender
+from agent.recommender import COLD_START_HISTORY, Recommender, read_user_selection
 from mtrec.data.history import History
 
 MANIFEST = "manifest.json"
@@ -104,20 +104,10 @@ def read_users(rec: Recommender, users: str | Path | Sequence[str]) -> list[str]
     Raises:
         BatchError: unreadable or empty file, or unknown user ids (the first few named).
     """
-    if isinstance(users, str) and users == "all":
-        ids = [u.user_id for u in rec.ds.users]
-    elif isinstance(users, (str, Path)):
-        path = Path(users)
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as e:
-            raise BatchError(f"cannot read the users file {str(path)!r}: {e.strerror}") from None
-        except UnicodeDecodeError:
-            raise BatchError(f"the users file {str(path)!r} is not UTF-8 text") from None
-        ids = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-    else:
-        ids = [str(u) for u in users]
-    ids = list(dict.fromkeys(ids))
+    try:
+        ids, _ = read_user_selection(users, [u.user_id for u in rec.ds.users])
+    except ValueError as e:
+        raise BatchError(str(e)) from None
     if not ids:
         raise BatchError("no users to recommend for: the list is empty")
     unknown = [u for u in ids if not _known(rec, u)]

@@ -612,6 +612,39 @@ def _shared_categories(
     return [names[j] for j in np.flatnonzero(item_cats) if j in top]
 
 
+def read_user_selection(
+    users: str | Path | Sequence[str], all_ids: Sequence[str]
+) -> tuple[list[str], str]:
+    """The user ids a batch or cohort names, once each in order, and how they were named.
+
+    Args:
+        users: ``"all"``, a file (one id a line; blank lines and ``#`` comments skipped) or a
+            list of ids.
+        all_ids: Every dataset user, for ``"all"``.
+
+    Returns:
+        ``(ids, selection)`` with selection ``"all"``, ``"file"`` or ``"list"``.
+
+    Raises:
+        ValueError: the file cannot be read or is not UTF-8 text.
+    """
+    if isinstance(users, str) and users == "all":
+        ids, selection = list(all_ids), "all"
+    elif isinstance(users, (str, Path)):
+        path = Path(users)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise ValueError(f"cannot read the users file {str(path)!r}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"the users file {str(path)!r} is not UTF-8 text") from None
+        ids = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        selection = "file"
+    else:
+        ids, selection = [str(u) for u in users], "list"
+    return list(dict.fromkeys(ids)), selection
+
+
 def _explanation_anchors(hist: History, last: int = 50) -> np.ndarray:
     """History items an explanation may point to ("because you watched X"): the latest ones
     the user did not dislike (rated below 3, or a dislike event); all latest ones if none."""

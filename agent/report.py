@@ -478,21 +478,12 @@ def distribution(values: Sequence[float]) -> Distribution | None:
 
 
 def _cohort_ids(rec: Recommender, users: Sequence[str] | str | Path) -> tuple[list[str], str]:
-    if isinstance(users, str) and users == "all":
-        ids, selection = [u.user_id for u in rec.ds.users], "all"
-    elif isinstance(users, (str, Path)):
-        path = Path(users)
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as e:
-            raise ReportError(f"cannot read the users file {str(path)!r}: {e.strerror}") from None
-        except UnicodeDecodeError:
-            raise ReportError(f"the users file {str(path)!r} is not UTF-8 text") from None
-        ids = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-        selection = "file"
-    else:
-        ids, selection = [str(u) for u in users], "list"
-    ids = list(dict.fromkeys(ids))  # once each, in the given order
+    from agent.recommender import read_user_selection
+
+    try:
+        ids, selection = read_user_selection(users, [u.user_id for u in rec.ds.users])
+    except ValueError as e:
+        raise ReportError(str(e)) from None
     if not ids:
         raise ReportError("the cohort is empty: give at least one user id")
     unknown = []

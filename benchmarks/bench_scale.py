@@ -175,6 +175,12 @@ def child(kind: str, root: Path, args: argparse.Namespace, timeout: float) -> di
     cmd += ["--threads", str(args.threads), "--chunk-size", str(args.chunk_size)]
     if args.no_llm:
         cmd.append("--no-llm")
+    return run_json(cmd, timeout)
+
+
+def run_json(cmd: list[str], timeout: float) -> dict:
+    """Run a command; its last stdout line that is a JSON object, plus ``wall_s`` (or an
+    ``error`` entry when it timed out, failed or printed none)."""
     t = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -196,20 +202,13 @@ def phase_ddp(root: Path, text: Path, timeout: float) -> dict:
     spec = Workspace(root).dataset_spec()
     train_args = ["--dataset", spec.source, "--text", str(text), "--out", str(root / "ddp")]
     train_args += ["--epochs", "1", "--device", "cpu", "--valid-users", "50", "--json"]
-    cmd = torchrun_command(2, free_port(), train_args)
-    t = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f}s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-800:]}"}
-    s = json.loads(lines[-1])
+    s = run_json(torchrun_command(2, free_port(), train_args), timeout)
+    if "error" in s:
+        return s
     return {
         "processes": 2,
         "epoch_s_incl_valid_50_users": s["epoch_seconds"][0],
-        "wall_s": round(time.perf_counter() - t, 1),
+        "wall_s": s["wall_s"],
     }
 
 

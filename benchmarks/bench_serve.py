@@ -22,7 +22,6 @@ import os
 import platform
 import random
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -34,12 +33,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = {"requests_per_s": 100, "p95_ms": 100, "errors": 0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(workspace: Path, port: int, workers: int, log: Path) -> subprocess.Popen:
@@ -237,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     proc = None
     url = args.url.rstrip("/") if args.url else None
     if url is None:
+        sys.path.insert(0, str(ROOT))
+        from agent.distributed import free_port
+
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_serve_{port}.log"

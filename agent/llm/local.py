@@ -6,8 +6,10 @@ following instructions, and a generated ranking from it degenerates into repeate
 a ranking. It *scores* one: after a prefix listing the titles the user liked, each candidate's
 title is evaluated as the continuation, and candidates are ranked by the mean log-probability
 of their title tokens (the "LM as zero-shot ranker" reading of a base model). That costs one
-prefix evaluation plus a few tokens per candidate, and cannot be steered by catalog text,
-since only titles enter the prompt and nothing is generated for the ranking.
+prefix evaluation plus a few tokens per candidate. Descriptions never enter the prompt and
+nothing is generated for the ranking, so there is no written instruction the ranking could
+follow (a title still scores by its own likelihood; items with suspicious text keep their model
+rank in the recommender either way).
 
 Then, for the top ``explain_top`` candidates only, the model completes a few-shot sentence
 ("X suits a viewer who enjoyed Y because ...") with a short token cap. The history item Y is

@@ -51,6 +51,7 @@ def test_reasons_only_for_the_top_items_and_cite_a_liked_history_item(tier, requ
             assert p.explanation.startswith("Because you enjoyed ")
 
 
-def test_deterministic_and_reuses_the_prefix(tier, request_):
+def test_deterministic_across_calls(tier, request_):
+    # The second call reuses the cached prefix; it must not change the ranking.
     first = [p.id for p in tier.rerank(request_).output.ranking]
     assert [p.id for p in tier.rerank(request_).output.ranking] == first
