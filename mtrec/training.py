@@ -217,6 +217,12 @@ def train_multitask(
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     net = model.net.to(device)
+    # The rating head's offset is a statistic of the training rows only: a mean over all
+    # rows would carry validation and test ratings into the model.
+    train_ratings = ds.value[np.asarray(train_rows, np.int64)]
+    train_ratings = train_ratings[~np.isnan(train_ratings)]
+    if len(train_ratings):
+        net.rating_mean.fill_(float(train_ratings.mean()))
     hist = user_histories(ds, train_rows)
 
     def epoch_windows() -> TrainingWindows:

@@ -165,3 +165,26 @@ class ContentModel(BaseModel):
 
     def item_vectors(self) -> np.ndarray:
         return self.text
+
+
+class LastItemKNNModel(ItemKNNModel):
+    """The recency floor: ItemKNN similarity to the user's single most recent history item.
+
+    Training-free beyond ItemKNN's co-occurrence cosine (fitted on training rows only): item
+    j scores ``sim[last, j]``, where ``last`` is the latest item of the history the evaluator
+    passes (at test time under ``loo``, the validation item). A sequential model that does not
+    clearly beat this rule has learned little beyond "more like the last thing".
+
+    Args:
+        k: Neighbours kept per item (as ``ItemKNNModel``).
+        shrink: Similarity shrinkage.
+    """
+
+    name = "LastItemKNN"
+
+    def score(self, users: np.ndarray, histories: Sequence[History]) -> np.ndarray:
+        out = np.zeros((len(histories), self.n_items), np.float32)
+        for b, h in enumerate(histories):
+            if len(h):
+                out[b] = self.sim[h.items[-1]]
+        return out
