@@ -1,138 +1,397 @@
-"""mtrec's multi-task model and in-project baselines beside RecBole 1.2.1, on ml-100k.
+"""mtrec's multi-task model and in-project baselines beside the RecBole peer, same split.
 
-Runs both protocols with the same splits, the same full-ranking evaluation and the same
-tie handling for every in-project model, reads the RecBole results that
-``benchmarks/recbole_peer.py`` wrote (run it in the same session), and prints one table
-with NDCG@10, Recall@10, MRR@10, train seconds and the ratio to the best RecBole model.
+For each protocol: the multi-task model over several seeds (mean and sd) and the in-project
+baselines (Pop, ItemKNN, BPR, Content and the recency floor LastItemKNN), every one scored
+by ``mtrec.evaluation`` under both conventions:
+
+  masked    earlier-phase items excluded (RecBole's general-model convention, mask="history")
+  unmasked  nothing excluded (RecBole's sequential-model convention, mask="none")
+
+Per-user test metrics go to ``benchmarks/results/per_user/mtrec-<dataset>-<protocol>-<model>
+.npz`` (one file per seed for MTRec). The RecBole peer's figures come from
+``benchmarks/results/recbole_peer.json`` (``benchmarks/recbole_peer.py``: the same split,
+re-scored by the same evaluator). The script prints and writes one masked table (every
+protocol) and one unmasked table (loo), and a paired bootstrap 95 % interval over users of
+NDCG@10 (MTRec - best peer of the same convention), MTRec's per-user values averaged over its
+seeds. "Best peer" is the peer with the highest test NDCG@10 of that convention: the strongest
+opponent, so the choice can only make MTRec look worse.
 
 Example::
 
-    python benchmarks/bench_model.py --protocols loo random
+    python benchmarks/bench_model.py --protocols loo random --seeds 2020 2021 2022 --threads 1
+    python benchmarks/bench_model.py --tables-only     # re-read the results, print the tables
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import RESULTS, write_results  # noqa: E402
+from benchmarks.recbole_peer import (  # noqa: E402
+    CONVENTIONS,
+    PER_USER_DIR,
+    PER_USER_METRICS,
+    slug,
+)
+
+TABLE_METRICS = ("ndcg@10", "recall@10", "mrr@10", "precision@10", "f1@10", "coverage@10")
+SUMMARY_METRICS = (*PER_USER_METRICS, "coverage@10")
+# The conventions each protocol's tables show: sequential peers exist on loo only.
+TABLES = {"masked": ("loo", "random"), "unmasked": ("loo",)}
 
 
-def text_embeddings(ds: Any) -> Any:
+def text_embeddings(ds: Any) -> np.ndarray:
+    """(n_items, 384) item text embeddings (the Content baseline and the model's item tower)."""
     from retrieval import Embedder
 
     return Embedder().encode([it.document() for it in ds.items])
 
 
-def run_protocol(ds: Any, text: Any, protocol: str, seed: int, baselines: bool) -> dict[str, Any]:
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def evaluate_both(
+    model: Any, ds: Any, split: Any, per_user_path: Path
+) -> dict[str, dict[str, float]]:
+    """Test metrics of one fitted model under both conventions; writes its per-user file."""
+    from mtrec.evaluation.evaluator import evaluate_ranking_per_user
+    from mtrec.evaluation.stats import save_per_user
+
+    out, per_user, users = {}, {}, None
+    for convention, mask in CONVENTIONS.items():
+        ev = evaluate_ranking_per_user(model, ds, split, "test", mask=mask)
+        out[convention] = ev.summary
+        per_user[convention] = {m: ev.per_user[m] for m in PER_USER_METRICS}
+        users = ev.users
+    save_per_user(per_user_path, users, per_user)
+    return out
+
+
+def run_mtrec(
+    ds: Any,
+    text: np.ndarray,
+    split: Any,
+    protocol: str,
+    seed: int,
+    threads: int,
+    path: Path,
+    epochs: int | None = None,
+) -> dict[str, Any]:
+    """Train the multi-task model with one seed (validation early stopping) and score it."""
     from mtrec.config import MTRecConfig
-    from mtrec.evaluation import evaluate_ranking, split_dataset
     from mtrec.evaluation.tasks import evaluate_tasks
-    from mtrec.model.baselines import BPRModel, ContentModel, ItemKNNModel, PopularityModel
     from mtrec.model.multitask import MultiTaskModel
     from mtrec.training import train_multitask
 
-    split = split_dataset(ds, protocol, seed=2020)
-    out: dict[str, Any] = {}
     cfg = MTRecConfig.for_protocol(protocol)
     cfg.train.seed = seed
+    if threads:
+        cfg.train.threads = threads
+    if epochs:
+        cfg.train.epochs = epochs
     model = MultiTaskModel.create(ds, cfg, text)
-    t0 = time.perf_counter()
+    load_start, t0 = loadavg(), time.perf_counter()
     result = train_multitask(
         model,
         ds,
         split.train,
         split,
         on_epoch=lambda e: print(
-            f"  {protocol} epoch {e.epoch} valid ndcg@10="
+            f"  {protocol} seed {seed} epoch {e.epoch} valid ndcg@10="
             f"{e.valid.get('ndcg@10', 0):.4f} ({e.seconds:.1f}s)",
             file=sys.stderr,
             flush=True,
         ),
     )
     train_s = time.perf_counter() - t0
-    metrics = evaluate_ranking(model, ds, split, "test")
-    metrics.update(evaluate_tasks(model, ds, split, "test"))
-    metrics.update(
-        train_seconds=train_s, best_epoch=result.best_epoch, epochs_run=len(result.epochs)
+    out: dict[str, Any] = evaluate_both(model, ds, split, path)
+    out.update(
+        tasks=evaluate_tasks(model, ds, split, "test"),
+        train_seconds=round(train_s, 2),
+        best_epoch=result.best_epoch,
+        epochs_run=len(result.epochs),
+        best_valid_ndcg10=result.best_ndcg10,
+        loadavg_at_start=load_start,
+        loadavg_at_end=loadavg(),
+        per_user_file=str(path.relative_to(ROOT)),
     )
-    out["MTRec"] = metrics
-    if baselines:
-        for m in (PopularityModel(), ItemKNNModel(), BPRModel(), ContentModel(text, recent=20)):
-            t0 = time.perf_counter()
-            m.fit(ds, split.train)
-            fit_s = time.perf_counter() - t0
-            metrics = evaluate_ranking(m, ds, split, "test")
-            metrics["train_seconds"] = fit_s
-            out[m.name] = metrics
     return out
+
+
+def run_baselines(
+    ds: Any, text: np.ndarray, split: Any, prefix: str, seed: int
+) -> dict[str, dict[str, Any]]:
+    """Fit every in-project baseline on the training rows and score it both ways."""
+    from mtrec.model.baselines import (
+        BPRModel,
+        ContentModel,
+        ItemKNNModel,
+        LastItemKNNModel,
+        PopularityModel,
+    )
+
+    out = {}
+    for m in (
+        PopularityModel(),
+        ItemKNNModel(),
+        BPRModel(seed=seed),
+        ContentModel(text, recent=20),
+        LastItemKNNModel(),
+    ):
+        t0 = time.perf_counter()
+        m.fit(ds, split.train)
+        fit_s = time.perf_counter() - t0
+        path = PER_USER_DIR / f"{prefix}-{m.name}.npz"
+        out[m.name] = evaluate_both(m, ds, split, path)
+        out[m.name].update(train_seconds=round(fit_s, 2), per_user_file=str(path.relative_to(ROOT)))
+        print(f"  {m.name}: masked ndcg@10={out[m.name]['masked']['ndcg@10']:.4f}", flush=True)
+    return out
+
+
+def seed_stats(seeds: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample sd over seeds of each convention's metrics and of the train time."""
+    runs = list(seeds.values())
+    mean: dict[str, dict[str, float]] = {}
+    sd: dict[str, dict[str, float | None]] = {}
+    for convention in CONVENTIONS:
+        values = {m: [r[convention][m] for r in runs] for m in SUMMARY_METRICS}
+        mean[convention] = {m: float(np.mean(v)) for m, v in values.items()}
+        # A single seed has no spread: None, not 0.
+        sd[convention] = {
+            m: float(np.std(v, ddof=1)) if len(v) > 1 else None for m, v in values.items()
+        }
+    return {
+        "n_seeds": len(runs),
+        "mean": mean,
+        "sd": sd,
+        "train_seconds_mean": float(np.mean([r["train_seconds"] for r in runs])),
+    }
+
+
+def peer_rows(peer_doc: dict, dataset: str, protocol: str) -> dict[str, dict[str, Any]]:
+    """The finished, re-scored RecBole peers of one dataset and protocol."""
+    out = {}
+    for e in peer_doc.get("results", {}).values():
+        if (e.get("dataset"), e.get("protocol")) != (dataset, protocol):
+            continue
+        if e.get("status") == "ok" and "metrics" in e:
+            out[e["model"]] = e
+    return out
+
+
+def paired_vs(
+    mtrec_files: list[str], other_file: str, convention: str, n_boot: int = 10_000
+) -> dict[str, Any]:
+    """Bootstrap interval of per-user NDCG@10, MTRec (seed mean, and each seed) - other."""
+    from mtrec.evaluation.stats import load_per_user, pair_by_user, paired_bootstrap
+
+    users_o, other = load_per_user(ROOT / other_file)
+    per_seed, values = [], []
+    users_m = None
+    for f in mtrec_files:
+        users, groups = load_per_user(ROOT / f)
+        if users_m is not None and users.tolist() != users_m.tolist():
+            raise ValueError(f"{f}: different users from the other seeds")
+        users_m = users
+        values.append(groups[convention]["ndcg@10"])
+        _, a, b = pair_by_user(users, values[-1], users_o, other[convention]["ndcg@10"])
+        per_seed.append(paired_bootstrap(a, b, n_boot=n_boot).to_dict())
+    _, a, b = pair_by_user(users_m, np.mean(values, axis=0), users_o, other[convention]["ndcg@10"])
+    return {"seed_mean": paired_bootstrap(a, b, n_boot=n_boot).to_dict(), "per_seed": per_seed}
+
+
+def compare(entry: dict[str, Any], peers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Best peer per convention and the paired intervals against it and the recency floor."""
+    files = [s["per_user_file"] for s in entry["mtrec"]["seeds"].values()]
+    out: dict[str, Any] = {}
+    for convention in CONVENTIONS:
+        ranked = sorted(peers, key=lambda m: -peers[m]["metrics"][convention]["test"]["ndcg@10"])
+        row: dict[str, Any] = {}
+        if ranked:
+            best = ranked[0]
+            best_ndcg = peers[best]["metrics"][convention]["test"]["ndcg@10"]
+            mean = entry["mtrec"]["mean"][convention]["ndcg@10"]
+            row.update(
+                best_peer=best,
+                best_peer_ndcg10=best_ndcg,
+                ratio=mean / best_ndcg if best_ndcg else None,
+                paired_ndcg10=paired_vs(files, peers[best]["per_user_file"], convention),
+            )
+        floor = entry["baselines"].get("LastItemKNN")
+        if floor:
+            row["ratio_to_recency_floor"] = (
+                entry["mtrec"]["mean"][convention]["ndcg@10"] / floor[convention]["ndcg@10"]
+            )
+            row["paired_ndcg10_vs_recency_floor"] = paired_vs(
+                files, floor["per_user_file"], convention
+            )
+        out[convention] = row
+    return out
+
+
+def table(protocols: dict[str, Any], peer_doc: dict, dataset: str, convention: str) -> list[dict]:
+    """Rows of one convention's table: MTRec (mean +- sd), baselines, peers, per protocol."""
+    rows = []
+    for protocol in TABLES[convention]:
+        entry = protocols.get(protocol)
+        if not entry:
+            continue
+        st = entry["mtrec"]
+        rows.append(
+            {
+                "protocol": protocol,
+                "model": f"MTRec ({st['n_seeds']} seeds)",
+                **{m: st["mean"][convention][m] for m in TABLE_METRICS},
+                "sd": {m: st["sd"][convention][m] for m in TABLE_METRICS},
+                "train_seconds": st["train_seconds_mean"],
+            }
+        )
+        for name, b in entry["baselines"].items():
+            rows.append(
+                {
+                    "protocol": protocol,
+                    "model": f"mtrec {name}",
+                    **{m: b[convention][m] for m in TABLE_METRICS},
+                    "train_seconds": b["train_seconds"],
+                }
+            )
+        for name, e in sorted(peer_rows(peer_doc, dataset, protocol).items()):
+            own = e["check"] if e["recbole_own"]["convention"] == convention else None
+            rows.append(
+                {
+                    "protocol": protocol,
+                    "model": f"RecBole {name}",
+                    **{m: e["metrics"][convention]["test"][m] for m in TABLE_METRICS},
+                    "train_seconds": e.get("train_seconds"),
+                    "epochs_run": e.get("epochs_run"),
+                    "recbole_own_ndcg10": e["test_result"]["ndcg@10"] if own else None,
+                }
+            )
+    return rows
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    print(f"\n{title}")
+    head = "| protocol | model | " + " | ".join(TABLE_METRICS) + " | train s |"
+    print(head)
+    print("|" + "---|" * (len(TABLE_METRICS) + 3))
+    for r in rows:
+        cells = []
+        for m in TABLE_METRICS:
+            sd = r.get("sd", {}).get(m)
+            cells.append(f"{r[m]:.4f}" + (f" ± {sd:.4f}" if sd is not None else ""))
+        t = r.get("train_seconds")
+        t_cell = f"{t:.1f}" if t is not None else "-"
+        print(f"| {r['protocol']} | {r['model']} | " + " | ".join(cells) + f" | {t_cell} |")
+
+
+def print_comparisons(protocols: dict[str, Any]) -> None:
+    for protocol, entry in protocols.items():
+        for convention, row in entry.get("comparison", {}).items():
+            if convention == "unmasked" and protocol not in TABLES["unmasked"]:
+                continue
+            if "paired_ndcg10" in row:
+                iv = row["paired_ndcg10"]["seed_mean"]
+                print(
+                    f"{protocol} {convention}: MTRec - {row['best_peer']} NDCG@10 = "
+                    f"{iv['mean_diff']:+.4f} [95% {iv['low']:+.4f}, {iv['high']:+.4f}] "
+                    f"(ratio {row['ratio']:.3f}x, {iv['n_users']} users)"
+                )
+            if "paired_ndcg10_vs_recency_floor" in row:
+                iv = row["paired_ndcg10_vs_recency_floor"]["seed_mean"]
+                print(
+                    f"{protocol} {convention}: MTRec - recency floor NDCG@10 = "
+                    f"{iv['mean_diff']:+.4f} [95% {iv['low']:+.4f}, {iv['high']:+.4f}] "
+                    f"(ratio {row['ratio_to_recency_floor']:.3f}x)"
+                )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="ml-100k")
     ap.add_argument("--protocols", nargs="+", default=["loo", "random"])
-    ap.add_argument("--seed", type=int, default=2020)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021, 2022])
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads for MTRec training (0 = the config's default); 1 on a shared box",
+    )
+    ap.add_argument(
+        "--epochs", type=int, default=None, help="cap MTRec's epochs (smoke runs; recorded)"
+    )
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--tables-only", action="store_true", help="no training: re-read and print")
     args = ap.parse_args()
 
-    from mtrec.data import load_dataset
-
-    ds = load_dataset("ml-100k")
-    t0 = time.perf_counter()
-    text = text_embeddings(ds)
-    embed_s = time.perf_counter() - t0
-    peer_path = RESULTS / "recbole_peer.json"
-    peer = json.loads(peer_path.read_text())["results"] if peer_path.is_file() else {}
     previous = RESULTS / "model.json"
-    kept = json.loads(previous.read_text()).get("protocols", {}) if previous.is_file() else {}
-    # Protocols not run this time keep their last figures (each carries its own date).
-    results: dict[str, Any] = {"embed_seconds": embed_s, "protocols": kept}
-    for protocol in args.protocols:
-        ours = run_protocol(ds, text, protocol, args.seed, not args.no_baselines)
-        rb_key = "loo" if protocol == "loo" else "rs"
-        recbole = {
-            k.split("/")[0]: {
-                "ndcg@10": v["test_result"]["ndcg@10"],
-                "recall@10": v["test_result"]["recall@10"],
-                "mrr@10": v["test_result"]["mrr@10"],
-                "train_seconds": v.get("wall_seconds"),
+    kept = json.loads(previous.read_text()) if previous.is_file() else {}
+    # Protocols not run this time keep their last figures (each carries its own date); the
+    # schema before per-user results is dropped.
+    protocols = {
+        p: e for p, e in kept.get("protocols", {}).items() if "seeds" in e.get("mtrec", {})
+    }
+    peer_path = RESULTS / "recbole_peer.json"
+    peer_doc = json.loads(peer_path.read_text()) if peer_path.is_file() else {}
+    results: dict[str, Any] = {
+        "dataset": kept.get("dataset", args.dataset),
+        "embed_seconds": kept.get("embed_seconds"),
+    }
+    if not args.tables_only:
+        from mtrec.data import load_dataset
+        from mtrec.evaluation import split_dataset
+
+        ds = load_dataset(args.dataset)
+        dataset = slug(ds.name)
+        t0 = time.perf_counter()
+        text = text_embeddings(ds)
+        results.update(dataset=dataset, embed_seconds=time.perf_counter() - t0)
+        for protocol in args.protocols:
+            split = split_dataset(ds, protocol, seed=2020)
+            prefix = f"mtrec-{dataset}-{protocol}"
+            seeds = {}
+            for seed in args.seeds:
+                path = PER_USER_DIR / f"{prefix}-MTRec-seed{seed}.npz"
+                seeds[str(seed)] = run_mtrec(
+                    ds, text, split, protocol, seed, args.threads, path, args.epochs
+                )
+                print(f"  MTRec seed {seed}: {seeds[str(seed)]['masked']['ndcg@10']:.4f}")
+            entry: dict[str, Any] = {
+                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "threads": args.threads,
+                "epochs_cap": args.epochs,
+                "mtrec": {"seeds": seeds, **seed_stats(seeds)},
+                "baselines": {}
+                if args.no_baselines
+                else run_baselines(ds, text, split, prefix, args.seeds[0]),
             }
-            for k, v in peer.items()
-            if k.endswith("/" + rb_key) and v.get("status") == "ok" and v.get("test_result")
-        }
-        best = max(recbole.items(), key=lambda kv: kv[1]["ndcg@10"], default=(None, None))
-        results["protocols"][protocol] = {
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "mtrec": ours,
-            "recbole": recbole,
-            "best_recbole": best[0],
-            "ratio_to_best_recbole": (
-                ours["MTRec"]["ndcg@10"] / best[1]["ndcg@10"] if best[1] else None
-            ),
-        }
-        print(f"\n{protocol}: model            NDCG@10  Recall@10  MRR@10  train s")
-        for name, m in ours.items():
-            print(
-                f"  mtrec {name:12s} {m['ndcg@10']:.4f}   {m['recall@10']:.4f}    "
-                f"{m['mrr@10']:.4f}  {m['train_seconds']:.1f}"
-            )
-        for name, m in sorted(recbole.items(), key=lambda kv: -kv[1]["ndcg@10"]):
-            print(
-                f"  RecBole {name:10s} {m['ndcg@10']:.4f}   {m['recall@10']:.4f}    "
-                f"{m['mrr@10']:.4f}  {m['train_seconds'] or 0:.1f}"
-            )
-        ratio = results["protocols"][protocol]["ratio_to_best_recbole"]
-        if ratio:
-            print(f"  MTRec / best RecBole ({best[0]}) NDCG@10 = {ratio:.3f}x")
-        path = write_results("model", results)  # after each protocol: a partial run keeps numbers
-        print(f"\nwrote {path}", flush=True)
+            protocols[protocol] = entry
+            results["protocols"] = protocols
+            write_results("model", results)  # after each protocol: a partial run keeps numbers
+    dataset = results["dataset"]
+    for protocol, entry in protocols.items():
+        entry["comparison"] = compare(entry, peer_rows(peer_doc, dataset, protocol))
+    results["protocols"] = protocols
+    results["tables"] = {c: table(protocols, peer_doc, dataset, c) for c in TABLES}
+    results["peer_file_date"] = (peer_doc.get("invocations") or [{}])[-1].get("date")
+    for convention, rows in results["tables"].items():
+        print_table(f"{convention} ({', '.join(TABLES[convention])}), test, {dataset}", rows)
+    print()
+    print_comparisons(protocols)
+    path = write_results("model", results)
+    print(f"\nwrote {path}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""In-venv runner for the RecBole peer benchmark (one model x one protocol per process).
+"""In-venv runner for the RecBole peer benchmark (one model x one split per process).
 
 Run by ``benchmarks/recbole_peer.py`` with the python of the RecBole venv; never imported by the
 project itself. It applies the compatibility shims RecBole 1.2.1 needs on a current stack
@@ -6,10 +6,20 @@ project itself. It applies the compatibility shims RecBole 1.2.1 needs on a curr
 ``recbole.quick_start.run_recbole`` (1.2.1) with a little instrumentation: wall time of
 ``trainer.fit`` / ``trainer.evaluate``, epochs run and the per-epoch validation score.
 
+After RecBole's own test evaluation (which loads the best checkpoint), it dumps the trained
+model's full-sort score matrices for the valid and test phases (``dump_path``, an ``.npz``):
+RecBole's own ``Trainer._full_sort_batch_eval`` with no history mask, so the caller can apply
+any mask and compute every metric with the project's evaluator. Only the padding column (item
+0) is dropped; nothing else is masked in the dump.
+
 Usage: python recbole_peer_runner.py SPEC.json RESULT.json
 SPEC.json: {"model", "dataset", "data_path", "config_dict", "progress_path",
+            "dump_path" (optional: where to write the score matrices),
             "train_budget_seconds" (optional soft cap: stop fitting after the first validation
-            past it, then test the best checkpoint)}.
+            past it, then test the best checkpoint)}
+       or  {"mode": "split", "dataset", "config_dict", "split_path"}: build RecBole's own split
+           of a raw atomic dataset (no training) and write each phase's (user, item) tokens,
+           so the caller can check that its split equals RecBole's.
 """
 
 from __future__ import annotations
@@ -128,6 +138,93 @@ def _metrics(result: Any) -> dict[str, float] | None:
     return {str(k): float(v) for k, v in dict(result).items()}
 
 
+def dump_scores(trainer: Any, dataset: Any, loaders: dict[str, Any], path: str) -> dict:
+    """Write each phase's raw full-sort scores of the loaded (best) model to ``path`` (.npz).
+
+    Arrays per phase P (``valid``/``test``), one row per evaluation row of RecBole's
+    FullSortEvalDataLoader (general models: one per user; sequential: one per example):
+      ``P_users`` (R,) user tokens; ``P_scores`` (R, n_items) float32, columns = ``items``;
+      ``P_targets`` flat target item tokens with ``P_target_counts`` (R,) per row;
+      sequential models also ``P_last_input`` (R,): the last item of the input sequence.
+    ``items`` (n_items,) item tokens (RecBole's padding item 0 dropped).
+
+    Returns:
+        A summary (rows and shape per phase) for the result JSON.
+    """
+    import numpy as np
+    import torch
+
+    uid_field, iid_field = dataset.uid_field, dataset.iid_field
+    item_tokens = np.asarray(dataset.field2id_token[iid_field][1:]).astype(str)
+    arrays: dict[str, Any] = {"items": item_tokens}
+    summary: dict[str, Any] = {}
+    model = trainer.model
+    model.eval()
+    list_field = getattr(dataset, "item_id_list_field", None)
+    len_field = getattr(dataset, "item_list_length_field", None)
+    with torch.no_grad():
+        for phase, loader in loaders.items():
+            trainer.tot_item_num = loader._dataset.item_num
+            if trainer.item_tensor is None:
+                trainer.item_tensor = loader._dataset.get_item_feature().to(trainer.device)
+            users, rows, targets, counts, last = [], [], [], [], []
+            for interaction, _history, pos_u, pos_i in loader:
+                # RecBole's own scoring path, with history None: only item 0 gets -inf.
+                _, scores, _, _ = trainer._full_sort_batch_eval((interaction, None, pos_u, pos_i))
+                rows.append(scores[:, 1:].float().cpu().numpy())
+                n = scores.shape[0]
+                uids = interaction[uid_field].cpu().numpy()
+                users.append(np.asarray(dataset.id2token(uid_field, uids)).astype(str))
+                pu, pi = pos_u.cpu().numpy(), pos_i.cpu().numpy()
+                order = np.argsort(pu, kind="stable")
+                targets.append(np.asarray(dataset.id2token(iid_field, pi[order])).astype(str))
+                counts.append(np.bincount(pu, minlength=n))
+                if list_field and list_field in interaction:
+                    seq = interaction[list_field].cpu().numpy()
+                    length = interaction[len_field].cpu().numpy()
+                    ids = seq[np.arange(n), length - 1]
+                    last.append(np.asarray(dataset.id2token(iid_field, ids)).astype(str))
+            arrays[f"{phase}_users"] = np.concatenate(users)
+            arrays[f"{phase}_scores"] = np.concatenate(rows).astype(np.float32)
+            arrays[f"{phase}_targets"] = np.concatenate(targets)
+            arrays[f"{phase}_target_counts"] = np.concatenate(counts)
+            if last:
+                arrays[f"{phase}_last_input"] = np.concatenate(last)
+            summary[phase] = {"rows": len(arrays[f"{phase}_users"])}
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    summary["items"] = len(item_tokens)
+    summary["path"] = path
+    return summary
+
+
+def split_tokens(spec: dict) -> dict:
+    """RecBole's own split of a raw atomic dataset: each phase's (user, item) tokens, in order."""
+    apply_shims()
+    import numpy as np
+    from recbole.config import Config
+    from recbole.data import create_dataset
+    from recbole.utils import init_seed
+
+    config = Config(model="BPR", dataset=spec["dataset"], config_dict=dict(spec["config_dict"]))
+    if spec.get("data_path"):
+        config["data_path"] = os.path.join(spec["data_path"], spec["dataset"])
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    out: dict[str, Any] = {"config_eval_args": _jsonable(config["eval_args"])}
+    for phase, part in zip(("train", "valid", "test"), dataset.build(), strict=True):
+        u = part.inter_feat[dataset.uid_field].numpy()
+        i = part.inter_feat[dataset.iid_field].numpy()
+        out[phase] = {
+            "users": np.asarray(dataset.id2token(dataset.uid_field, u)).astype(str).tolist(),
+            "items": np.asarray(dataset.id2token(dataset.iid_field, i)).astype(str).tolist(),
+        }
+    with open(spec["split_path"], "w", encoding="utf-8") as fh:
+        json.dump(out, fh)
+    return {"status": "ok", "mode": "split", "split_path": spec["split_path"]}
+
+
 def run(spec: dict) -> dict:
     apply_shims()
 
@@ -231,6 +328,15 @@ def run(spec: dict) -> dict:
         test_data, load_best_model=True, show_progress=config["show_progress"]
     )
     test_seconds = time.perf_counter() - test_start
+    # RecBole's own figure on the valid phase for the best model, beside its test figure.
+    valid_result = trainer.evaluate(valid_data, load_best_model=False, show_progress=False)
+    dump = None
+    if spec.get("dump_path"):
+        dump_start = time.perf_counter()
+        dump = dump_scores(
+            trainer, dataset, {"valid": valid_data, "test": test_data}, spec["dump_path"]
+        )
+        dump["seconds"] = round(time.perf_counter() - dump_start, 3)
     logger.info(
         "The running environment of this training is as follows:\n"
         + (get_environment(config).draw())
@@ -260,6 +366,8 @@ def run(spec: dict) -> dict:
         "best_valid_score": float(best_valid_score),
         "best_valid_result": _metrics(best_valid_result),
         "test_result": _metrics(test_result),
+        "valid_result_best_model": _metrics(valid_result),
+        "score_dump": dump,
         "best_epoch": best_epoch,
         "epochs_run": epochs_run,
         "epochs_config": int(trainer.epochs),
@@ -294,7 +402,7 @@ def main(argv: list[str]) -> int:
         return 2
     with open(argv[1], encoding="utf-8") as fh:
         spec = json.load(fh)
-    result = run(spec)
+    result = split_tokens(spec) if spec.get("mode") == "split" else run(spec)
     tmp = argv[2] + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(result, fh, indent=1)
