@@ -48,8 +48,10 @@ class ItemKNNModel(BaseModel):
         sim = (x.T @ x) / (np.outer(norms, norms) + self.shrink + 1e-9)
         np.fill_diagonal(sim, 0.0)
         if self.k < ds.n_items:
-            cut = np.argpartition(-sim, self.k, axis=1)[:, self.k :]
-            np.put_along_axis(sim, cut, 0.0, axis=1)
+            # As RecBole's ItemKNN: each item (a column) keeps its k most similar items, so
+            # item j's score sums sim(h, j) over the history items h among j's neighbours.
+            cut = np.argpartition(-sim, self.k, axis=0)[self.k :, :]
+            np.put_along_axis(sim, cut, 0.0, axis=0)
         self.sim = sim.astype(np.float32)
         return self
 
@@ -176,11 +178,15 @@ class LastItemKNNModel(ItemKNNModel):
     clearly beat this rule has learned little beyond "more like the last thing".
 
     Args:
-        k: Neighbours kept per item (as ``ItemKNNModel``).
         shrink: Similarity shrinkage.
     """
 
     name = "LastItemKNN"
+
+    def __init__(self, shrink: float = 0.0) -> None:
+        # No neighbour cut: every item keeps its cosine to the last item (a top-k cut would
+        # only turn low similarities into ties at 0).
+        super().__init__(k=np.iinfo(np.int64).max, shrink=shrink)
 
     def score(self, users: np.ndarray, histories: Sequence[History]) -> np.ndarray:
         out = np.zeros((len(histories), self.n_items), np.float32)

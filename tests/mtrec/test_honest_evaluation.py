@@ -225,8 +225,13 @@ def test_recency_floor_scores_by_the_latest_history_item():
     ds = generate_synthetic(n_items=40, n_users=15, n_interactions=300, n_categories=3, seed=2)
     sp = split_dataset(ds, "loo")
     model = LastItemKNNModel().fit(ds, sp.train)
-    knn = ItemKNNModel().fit(ds, sp.train)
+    knn = ItemKNNModel(k=ds.n_items).fit(ds, sp.train)  # no neighbour cut
     np.testing.assert_array_equal(model.sim, knn.sim)  # the same co-occurrence cosine
+    x = np.zeros((ds.n_users, ds.n_items))
+    x[ds.user_idx[sp.train], ds.item_idx[sp.train]] = 1  # training rows only
+    cosine = (x.T @ x) / np.maximum(np.outer(np.sqrt(x.sum(0)), np.sqrt(x.sum(0))), 1e-12)
+    np.fill_diagonal(cosine, 0)
+    np.testing.assert_allclose(model.sim, cosine, atol=1e-6)
     test_hist = user_histories(ds, sp.rows_before("test"))
     scores = model.score(np.arange(ds.n_users), test_hist)
     valid_item = dict(
