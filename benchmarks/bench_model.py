@@ -333,6 +333,11 @@ def main() -> None:
         "--epochs", type=int, default=None, help="cap MTRec's epochs (smoke runs; recorded)"
     )
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument(
+        "--baselines-only",
+        action="store_true",
+        help="refit and score the baselines; keep each protocol's last MTRec runs",
+    )
     ap.add_argument("--tables-only", action="store_true", help="no training: re-read and print")
     args = ap.parse_args()
 
@@ -361,6 +366,14 @@ def main() -> None:
         for protocol in args.protocols:
             split = split_dataset(ds, protocol, seed=2020)
             prefix = f"mtrec-{dataset}-{protocol}"
+            if args.baselines_only:
+                if protocol not in protocols:
+                    raise SystemExit(f"--baselines-only: no MTRec runs for {protocol} to keep")
+                entry = protocols[protocol]
+                entry["baselines"] = run_baselines(ds, text, split, prefix, args.seeds[0])
+                entry["baselines_date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                write_results("model", {**results, "protocols": protocols})
+                continue
             seeds = {}
             for seed in args.seeds:
                 path = PER_USER_DIR / f"{prefix}-MTRec-seed{seed}.npz"

@@ -150,6 +150,21 @@ RECBOLE_PROTOCOL = {
         "LS then takes the last example per user as test and the one before as valid, so the test "
         "input sequence contains the validation item."
     ),
+    "benchmark_files": (
+        "config benchmark_filename [train, valid, test]: Dataset._load_inter_feat reads "
+        "<name>.train/.valid/.test.inter and Dataset.build() returns the three parts as loaded "
+        "(no ordering, no split; eval_args.split is ignored). Tokens are remapped jointly "
+        "(pd.factorize over all three files, then the .item file). SequentialDataset: "
+        "_change_feat_format skips data_augmentation() when benchmark_filename is set and "
+        "_benchmark_presets() takes item_id_list from the files (item_length = its length), so "
+        "the export writes the augmented examples; alias_of_item_id [item_id_list] puts the "
+        "sequences in the item id space. A token sequence is padded to the longest one and "
+        "cut to its FIRST field2seqlen items (_dataframe_to_interaction: d[:field2seqlen]; "
+        "seq_len config), and SASRec has MAX_ITEM_LIST_LENGTH (50) positions, so the export "
+        "writes the last 50 items, as data_augmentation() would. Sampler.used_ids "
+        "accumulates the phases as loaded, so the general-model mask is unchanged: train at "
+        "valid, train + valid at test, minus the phase's positives."
+    ),
     "full_ranking_masks": (
         "trainer/trainer.py Trainer._full_sort_batch_eval(): scores[:, 0] = -inf (padding item) "
         "and, if history_index is not None, scores[history_index] = -inf. "
@@ -180,9 +195,12 @@ RECBOLE_PROTOCOL = {
         "and the uniformly sampled negatives (Pop is POINTWISE) and duplicate indices do not "
         "accumulate. item_cnt is therefore the number of batches (96 on loo) in which the item "
         "appears, not its popularity: 7 items tie at 96, 18 at 95, ... so Pop's loo result is "
-        "decided by torch.topk's tie order. Re-scoring our trained Pop with a stable "
-        "low-id-first tie break gives loo NDCG@10 0.0406, high-id-first 0.0315, true train "
-        "popularity 0.0449; torch 2.13.0's topk gives 0.0354."
+        "decided by torch.topk's tie order. On RecBole's own loo split (schema 1 of this file) "
+        "re-scoring the trained Pop with a stable low-id-first tie break gave NDCG@10 0.0406, "
+        "high-id-first 0.0315, true train popularity 0.0449, torch 2.13.0's topk 0.0354. On "
+        "mtrec's split RecBole's own figure (topk ties) and the re-scored one (mtrec's seeded "
+        "random ties) differ by up to ~0.02 on Pop only (check.test_diff_vs_recbole); mtrec's "
+        "own Pop baseline ranks by true training popularity."
     ),
 }
 
