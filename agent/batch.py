@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -33,18 +31,20 @@ import pyarrow.parquet as pq
 import torch
 from filelock import FileLock, Timeout
 
-from agent.recommender import COLD_START_HISTORY, Recommender, read_user_selection
+from agent.errors import BatchError
+from agent.files import atomic_path, read_user_selection, write_text_atomic
+from agent.pipeline.candidates import COLD_START_HISTORY
+from agent.pipeline.scoring import fused_model_score
+from agent.recommender import Recommender
+from agent.schema import Tier, TierChoice
 from mtrec.data.history import History
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
-LLM_CHOICES = ("none", "local", "remote")
+#: Tiers a batch can ask for (``auto`` would make a batch's tier depend on the moment).
+LLM_CHOICES = (TierChoice.NONE, TierChoice.LOCAL, TierChoice.REMOTE)
 #: Most (users x items) logits held at once by the vectorised scorer (float32: 128 MiB).
 MAX_LOGITS = 1 << 25
-
-
-class BatchError(ValueError):
-    """A bad batch request (the CLI prints it as one line, exit code 2)."""
 
 
 @dataclass
@@ -80,6 +80,21 @@ def schema(explain: bool) -> pa.Schema:
 def parts_dir(out: Path) -> Path:
     """Where the chunk files of a run writing ``out`` live until the merge."""
     return out.with_name(out.name + ".parts")
+
+
+def check_options(llm: str, k: int, chunk_size: int) -> TierChoice:
+    """The batch's tier, once its options are checked.
+
+    Raises:
+        BatchError: a tier a batch cannot use, ``k`` < 1 or ``chunk_size`` < 1.
+    """
+    if llm not in LLM_CHOICES:
+        raise BatchError(f"--llm must be one of {', '.join(LLM_CHOICES)}, got {llm!r}")
+    if not isinstance(k, int) or k < 1:
+        raise BatchError(f"-k must be >= 1, got {k!r}")
+    if chunk_size < 1:
+        raise BatchError(f"--chunk-size must be >= 1, got {chunk_size}")
+    return TierChoice(llm)
 
 
 def check_output(out: Path, overwrite: bool) -> None:
@@ -158,13 +173,7 @@ def run_batch(
         BatchError: bad options, an existing ``out`` without ``overwrite``, or a partial run
             of different options in ``OUT.parts`` without ``overwrite``.
     """
-    out = Path(out)
-    if llm not in LLM_CHOICES:
-        raise BatchError(f"--llm must be one of {', '.join(LLM_CHOICES)}, got {llm!r}")
-    if not isinstance(k, int) or k < 1:
-        raise BatchError(f"-k must be >= 1, got {k!r}")
-    if chunk_size < 1:
-        raise BatchError(f"--chunk-size must be >= 1, got {chunk_size}")
+    out, llm = Path(out), check_options(llm, k, chunk_size)
     check_output(out, overwrite)
     t0 = time.perf_counter()
     users = list(user_ids)
@@ -176,7 +185,7 @@ def run_batch(
         "chunk_size": chunk_size,
         "chunks": n_chunks,
         "k": k,
-        "llm": llm,
+        "llm": llm.value,
         "explain": explain,
         "model": _model_id(rec),
     }
@@ -189,25 +198,9 @@ def run_batch(
         raise BatchError(f"another mtrec batch is writing {str(out)!r}") from None
     try:
         _open_manifest(parts, manifest, overwrite)
-        done = {i for i in range(n_chunks) if _part(parts, i).is_file()}
-        resumed = len(done)
-        finished = sum(len(_chunk(users, i, chunk_size)) for i in done)
-        if on_progress:
-            on_progress(finished, len(users))
-        sch = schema(explain)
-        for i in range(n_chunks):
-            if i in done:
-                continue
-            chunk = _chunk(users, i, chunk_size)
-            if llm == "none" and not explain:
-                table = score_model_only(rec, chunk, k)
-            else:
-                table = score_with_recommender(rec, chunk, k, llm, explain)
-            _write_part(parts, i, table.cast(sch))
-            finished += len(chunk)
-            if on_progress:
-                on_progress(finished, len(users))
-        rows = _merge(parts, n_chunks, out, sch)
+        score = _scorer(rec, k, llm, explain)
+        resumed = _write_chunks(parts, users, chunk_size, schema(explain), score, on_progress)
+        rows = _merge(parts, n_chunks, out, schema(explain))
     finally:
         lock.release()
     shutil.rmtree(parts, ignore_errors=True)
@@ -221,9 +214,43 @@ def run_batch(
         seconds=round(seconds, 3),
         users_per_s=round(len(users) / seconds, 1) if seconds > 0 else 0.0,
         k=k,
-        llm=llm,
+        llm=llm.value,
         explain=explain,
     )
+
+
+def _scorer(
+    rec: Recommender, k: int, llm: TierChoice, explain: bool
+) -> Callable[[Sequence[str]], pa.Table]:
+    """Scores one chunk of users: vectorised for model-only lists, else one request each."""
+    if llm == TierChoice.NONE and not explain:
+        return lambda chunk: score_model_only(rec, chunk, k)
+    return lambda chunk: score_with_recommender(rec, chunk, k, llm, explain)
+
+
+def _write_chunks(
+    parts: Path,
+    users: Sequence[str],
+    chunk_size: int,
+    sch: pa.Schema,
+    score: Callable[[Sequence[str]], pa.Table],
+    on_progress: Callable[[int, int], None] | None,
+) -> int:
+    """Score and write every chunk not already in ``parts``; returns how many were there."""
+    n_chunks = (len(users) + chunk_size - 1) // chunk_size
+    done = {i for i in range(n_chunks) if _part(parts, i).is_file()}
+    finished = sum(len(_chunk(users, i, chunk_size)) for i in done)
+    if on_progress:
+        on_progress(finished, len(users))
+    for i in range(n_chunks):
+        if i in done:
+            continue
+        chunk = _chunk(users, i, chunk_size)
+        _write_part(parts, i, score(chunk).cast(sch))
+        finished += len(chunk)
+        if on_progress:
+            on_progress(finished, len(users))
+    return len(done)
 
 
 def summary_dict(s: BatchSummary) -> dict[str, Any]:
@@ -258,7 +285,6 @@ def score_model_only(rec: Recommender, users: Sequence[str], k: int) -> pa.Table
     with short histories (who get popular items among their candidates) or with fewer unseen
     items than candidates go through ``Recommender.recommend`` one by one.
     """
-    model = rec.model
     hists = [rec.user_history(u) for u in users]
     n_cand = max(rec.settings.candidates, k)
     fast = [
@@ -267,15 +293,14 @@ def score_model_only(rec: Recommender, users: Sequence[str], k: int) -> pa.Table
         if len(h) >= COLD_START_HISTORY and rec.ds.n_items - len(np.unique(h.items)) >= n_cand
     ]
     per_user: dict[int, tuple[list[str], list[float]]] = {}
-    step = max(1, MAX_LOGITS // max(1, model.n_items))
+    step = max(1, MAX_LOGITS // max(1, rec.model.n_items))
     for s in range(0, len(fast), step):
         rows = fast[s : s + step]
-        items, scores = _top_fused(rec, [hists[j] for j in rows], n_cand, k)
+        items, scores = top_fused(rec, [hists[j] for j in rows], n_cand, k)
         for j, it, sc in zip(rows, items, scores, strict=True):
             per_user[j] = ([rec.ds.items[i].item_id for i in it], sc.tolist())
-    slow = [j for j in range(len(users)) if j not in per_user]
-    for j in slow:
-        res = rec.recommend(user_id=users[j], k=k, llm="none", explain=False)
+    for j in (j for j in range(len(users)) if j not in per_user):
+        res = rec.recommend(user_id=users[j], k=k, llm=TierChoice.NONE, explain=False)
         per_user[j] = ([it.item_id for it in res.items], [float(it.score) for it in res.items])
     cols: dict[str, list[Any]] = {"user_id": [], "rank": [], "item_id": [], "score": []}
     for j, u in enumerate(users):
@@ -284,34 +309,31 @@ def score_model_only(rec: Recommender, users: Sequence[str], k: int) -> pa.Table
         cols["rank"] += list(range(1, len(ids) + 1))
         cols["item_id"] += ids
         cols["score"] += sc
-    cols["tier"] = ["none"] * len(cols["item_id"])
+    cols["tier"] = [Tier.NONE.value] * len(cols["item_id"])
     return pa.table(cols, schema=schema(False))
 
 
-def _top_fused(
+def top_fused(
     rec: Recommender, hists: list[History], n_cand: int, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(B, k) items and rounded fused scores, in the order ``Recommender.run`` gives."""
-    model, net = rec.model, rec.model.net
+    """(B, k) items and rounded fused scores, in the order ``Recommender.run`` gives.
+
+    The same stages as one request (model top ``n_cand`` unseen items, their task scores, the
+    fused model score), batched over users.
+    """
+    model = rec.model
     state = model.user_state(hists)
-    vectors = model.item_vectors_tensor()
-    logits = state.interest @ vectors.T + net.items.all_biases()  # (B, n_items)
+    logits = model.engagement_logits(state)  # (B, n_items)
     lens = [len(h) for h in hists]
     r = torch.as_tensor(np.repeat(np.arange(len(hists)), lens), device=logits.device)
     c = torch.as_tensor(np.concatenate([h.items for h in hists]), device=logits.device)
-    logits[r, c] = -torch.inf
-    top_logit, cand = torch.topk(logits, n_cand, dim=1, sorted=True)  # model order
-    v = vectors[cand]  # (B, n_cand, d)
-    like = torch.sigmoid(net.like_logit(state.like[:, None, :].expand_as(v), v))
-    rating = net.rating(state.rating[:, None, :].expand_as(v), v)
-    ts = SimpleNamespace(
-        engagement_logit=top_logit.cpu().numpy(),
-        like=like.cpu().numpy(),
-        rating=rating.cpu().numpy(),
-    )
-    fused = rec._fuse_model(ts)  # (B, n_cand), the same formula as one request
+    unseen = logits.clone()
+    unseen[r, c] = -torch.inf
+    _, cand = torch.topk(unseen, n_cand, dim=1, sorted=True)  # model order
+    tasks = model.task_scores_batch(state, cand.cpu().numpy(), logits)
+    fused = fused_model_score(tasks, rec.weights)  # (B, n_cand), the formula of one request
     order = np.argsort(-fused, axis=1, kind="stable")[:, :k]
-    items = np.take_along_axis(cand.cpu().numpy(), order, axis=1)
+    items = np.take_along_axis(tasks.items, order, axis=1)
     picked = np.take_along_axis(fused, order, axis=1)
     scores = np.vectorize(lambda x: round(float(x), 6), otypes=[np.float64])(picked)
     return items, scores
@@ -328,26 +350,18 @@ def _part(parts: Path, i: int) -> Path:
 
 def _write_part(parts: Path, i: int, table: pa.Table) -> None:
     """Write chunk ``i`` atomically: a reader (or a rerun) sees the whole file or none."""
-    final = _part(parts, i)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
+    with atomic_path(_part(parts, i)) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _merge(parts: Path, n_chunks: int, out: Path, sch: pa.Schema) -> int:
     """Concatenate the parts into ``out`` atomically; returns the number of rows."""
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     rows = 0
-    with pq.ParquetWriter(tmp, sch) as writer:
+    with atomic_path(out, mode=0o644) as tmp, pq.ParquetWriter(tmp, sch) as writer:
         for i in range(n_chunks):
             table = pq.read_table(_part(parts, i)).cast(sch)
             rows += table.num_rows
             writer.write_table(table)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, out)
     return rows
 
 
@@ -369,13 +383,11 @@ def _open_manifest(parts: Path, manifest: dict[str, Any], overwrite: bool) -> No
     for leftover in parts.iterdir():  # a different (or unreadable) run: start over
         if leftover.name != ".lock":
             leftover.unlink()
-    tmp = parts / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(manifest, indent=2))
 
 
 def _model_id(rec: Recommender) -> str:
     """The checkpoint the recommender loaded (``LATEST``'s target), for the manifest."""
     latest = rec.workspace.model_dir / "LATEST"
     name = latest.read_text().strip() if latest.is_file() else ""
-    return f"{name}:{rec.model.metrics.get('checkpoint', '')}"
+    return f"{name}:{rec.checkpoint}"

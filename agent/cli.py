@@ -18,6 +18,7 @@ import click
 import typer
 
 from agent.console import err, print_json, print_table
+from agent.errors import UsageError
 
 app = typer.Typer(
     name="mtrec",
@@ -35,10 +36,6 @@ Workspace_ = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 K = Annotated[int, typer.Option("-k", "--k", help="Number of results.")]
-
-
-class UsageError(Exception):
-    """A bad command-line value; exit code 2."""
 
 
 def _workspace(path: Path | None):
@@ -267,10 +264,10 @@ def evaluate(
 Llm = Annotated[str, typer.Option("--llm", help="auto, remote, local or none.")]
 
 
-def _llm_choice(llm: str) -> str:
-    if llm not in ("auto", "remote", "local", "none"):
-        raise ValueError(f"--llm must be auto, remote, local or none, got {llm!r}")
-    return llm
+def _llm_choice(llm: str):
+    from agent.schema import tier_choice
+
+    return tier_choice(llm)
 
 
 @app.command()
@@ -505,14 +502,9 @@ def batch(
     json_out: Json = False,
 ) -> None:
     """Recommendations for many users into one Parquet file (chunked, resumable)."""
-    from agent.batch import LLM_CHOICES, check_output, read_users, run_batch, summary_dict
+    from agent.batch import check_options, check_output, read_users, run_batch, summary_dict
 
-    if llm not in LLM_CHOICES:
-        raise UsageError(f"--llm must be one of {', '.join(LLM_CHOICES)}, got {llm!r}")
-    if k < 1:
-        raise UsageError(f"-k must be >= 1, got {k}")
-    if chunk_size < 1:
-        raise UsageError(f"--chunk-size must be >= 1, got {chunk_size}")
+    check_options(llm, k, chunk_size)  # before the model is loaded
     if threads < 0:
         raise UsageError(f"--threads must be >= 0, got {threads}")
     check_output(out, overwrite)  # before the model is loaded
@@ -572,7 +564,7 @@ def chat(
     if k < 1:
         raise UsageError(f"-k must be >= 1, got {k}")
     rec = Recommender.load(workspace)
-    run_terminal_chat(ChatEngine(rec, llm=_llm_choice(llm), k=k), user_id=user)  # type: ignore[arg-type]
+    run_terminal_chat(ChatEngine(rec, llm=_llm_choice(llm), k=k), user_id=user)
 
 
 @app.command()
@@ -595,7 +587,7 @@ def serve(
     from agent.server import serve as run_server
 
     err.print(f"loading the model, then serving http://{host}:{port}/ (API: /docs); Ctrl-C stops")
-    run_server(workspace, host, port, workers, llm, log_level)  # type: ignore[arg-type]
+    run_server(workspace, host, port, workers, _llm_choice(llm) if llm else None, log_level)
 
 
 # ---- entry point ------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.schema import Feedback, feedback_rating_value
+from agent.workspace import Workspace
 from mtrec.data.history import History
-from mtrec.data.schema import Dataset, EventType
+from mtrec.data.schema import Dataset, Interaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -22,8 +24,6 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_user ON events (user_id, id);
 """
-#: Ratings implied by feedback events, so that the user encoder sees them as it sees ratings.
-EVENT_RATING = {"like": 5.0, "dislike": 1.0, "seen": float("nan")}
 
 
 class FeedbackStore:
@@ -49,18 +49,17 @@ class FeedbackStore:
             self._local.conn = conn
         return conn
 
-    def add(self, user_id: str, item_id: str, event: str) -> int:
+    def add(self, user_id: str, item_id: str, event: Feedback | str) -> int:
         """Append one event; returns its id once durable.
 
         Raises:
             ValueError: an unknown event name.
         """
-        if event not in EVENT_RATING:
-            raise ValueError(f"event must be one of {sorted(EVENT_RATING)}, got {event!r}")
+        event = Feedback(event)
         conn = self._conn()
         cur = conn.execute(
             "INSERT INTO events (user_id, item_id, event, ts) VALUES (?, ?, ?, ?)",
-            (str(user_id), str(item_id), event, time.time()),
+            (str(user_id), str(item_id), event.value, time.time()),
         )
         return int(cur.lastrowid or 0)
 
@@ -76,25 +75,26 @@ class FeedbackStore:
     def history(self, user_id: str, ds: Dataset) -> History:
         """The user's feedback as a history over the dataset's items (unknown items skipped)."""
         rows = [r for r in self.events(user_id) if ds.has_item(r[1])]
-        items = np.array([ds.item_index(r[1]) for r in rows], np.int64)
-        values = np.array([EVENT_RATING[r[2]] for r in rows], np.float32)
-        kinds = {"like": EventType.LIKE, "dislike": EventType.DISLIKE, "seen": EventType.SEEN}
-        events = np.array([kinds[r[2]].code for r in rows], np.int8)
-        return History(items, events, values)
+        events = [Feedback(r[2]) for r in rows]
+        return History(
+            np.array([ds.item_index(r[1]) for r in rows], np.int64),
+            np.array([e.event.code for e in events], np.int8),
+            np.array([feedback_rating_value(e) for e in events], np.float32),
+        )
 
 
-def feedback_interactions(store: FeedbackStore, ds: Dataset) -> list:
+def open_feedback_store(ws: Workspace, create: bool = True) -> FeedbackStore | None:
+    """The workspace's feedback store (None when there is none yet and ``create`` is off)."""
+    if not create and not ws.feedback_path.exists():
+        return None
+    return FeedbackStore(ws.feedback_path)
+
+
+def feedback_interactions(store: FeedbackStore, ds: Dataset) -> list[Interaction]:
     """Stored events as ``Interaction`` records on the dataset's catalog (unknown items skipped)."""
-    from mtrec.data.schema import Interaction
-
-    kinds = {"like": EventType.LIKE, "dislike": EventType.DISLIKE, "seen": EventType.SEEN}
     out = []
-    for user_id, item_id, event, ts in store.events():
+    for user_id, item_id, name, ts in store.events():
         if ds.has_item(item_id):
-            rating = EVENT_RATING[event]
-            out.append(
-                Interaction(
-                    user_id, item_id, kinds[event], None if rating != rating else rating, ts
-                )
-            )
+            event = Feedback(name)
+            out.append(Interaction(user_id, item_id, event.event, event.rating, ts))
     return out

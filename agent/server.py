@@ -20,14 +20,20 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.chat import ChatEngine, ChatReply, SessionState, record_feedback
-from agent.errors import redact, user_facing
-from agent.schema import EventName, RecommendRequest, RecommendResult, TierChoice
+from agent.chat import ChatEngine, ChatReply, SessionState
+from agent.errors import (
+    ConfigFileError,
+    WorkspaceError,
+    redact,
+    user_facing,
+)
+from agent.recommender import Recommender
+from agent.schema import Feedback, RecommendRequest, RecommendResult, TierChoice, tier_choice
 
 #: The workspace of ``app_factory`` (set by ``mtrec serve`` for its workers).
 ENV_WORKSPACE = "MTREC_SERVE_WORKSPACE"
@@ -47,7 +53,7 @@ class FeedbackRequest(BaseModel):
 
     user_id: str | None = Field(default=None, min_length=1, max_length=200)
     item_id: str = Field(min_length=1, max_length=200)
-    event: EventName
+    event: Feedback
     session_id: str | None = Field(default=None, pattern=SESSION_ID)
     state: SessionState | None = Field(default=None, description="Echoed chat state.")
     k: int | None = Field(default=None, ge=1, le=50)
@@ -58,7 +64,7 @@ class FeedbackResponse(BaseModel):
     id: int | None = Field(default=None, description="Row id in the feedback store.")
     user_id: str | None = None
     item_id: str
-    event: EventName
+    event: Feedback
     stored: bool = Field(description="Durably written to the workspace's feedback store.")
     history_size: int | None = None
     chat: ChatReply | None = None
@@ -91,7 +97,7 @@ class Health(BaseModel):
 # ---- the app ----------------------------------------------------------------------------------
 def create_app(
     workspace: str | Path | None = None,
-    rec: Any = None,
+    rec: Recommender | None = None,
     llm: TierChoice | None = None,
     warm_up: bool = True,
 ) -> FastAPI:
@@ -126,94 +132,104 @@ def create_app(
     )
     app.state.rec = rec
     _install_error_handlers(app)
+    app.include_router(router)
+    return app
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def chat_page() -> HTMLResponse:
-        return HTMLResponse(
-            CHAT_PAGE.read_text(encoding="utf-8"),
-            headers={
-                "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
-                "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
 
-    @app.get("/health", response_model=Health, tags=["service"])
-    def health(request: Request) -> Health:
-        """Liveness and what is loaded."""
-        r = _rec(request)
-        return Health(
-            status="ok",
-            workspace=str(r.workspace.root),
-            items=r.ds.n_items,
-            users=r.ds.n_users,
-            model=str(r.model.metrics.get("checkpoint", "")),
-            feedback_store=r.feedback is not None,
-            pid=os.getpid(),
-        )
+# ---- the routes ---------------------------------------------------------------------------------
+router = APIRouter()
 
-    @app.post("/recommend", response_model=RecommendResult, tags=["recommend"])
-    async def recommend(req: RecommendRequest, request: Request) -> RecommendResult:
-        """Explained recommendations for a known user (``user_id``) or a raw ``history``.
 
-        A request that names no ``llm`` gets the server's default tier.
-        """
-        r = _rec(request)
-        if "llm" not in req.model_fields_set:
-            req.llm = r.settings.llm
-        if req.llm == "none":
-            # Model-only answers are a few ms of CPU, mostly under the GIL: running them on
-            # the event loop beats handing them to threads that fight over the GIL.
-            return r.run(req)
-        return await run_in_threadpool(r.run, req)  # LLM tiers wait on I/O: use threads
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def chat_page() -> HTMLResponse:
+    return HTMLResponse(
+        CHAT_PAGE.read_text(encoding="utf-8"),
+        headers={
+            "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
+            "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
-    @app.get("/similar/{item_id}", tags=["recommend"])
-    def similar(
-        item_id: str, request: Request, k: int = Query(10, ge=1, le=100)
-    ) -> list[dict[str, Any]]:
-        """Items most similar in content to an item."""
-        return _rec(request).similar(item_id, k=k)
 
-    @app.post("/feedback", response_model=FeedbackResponse, tags=["feedback"])
-    def feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse:
-        """Record like / dislike / seen. Durable when acknowledged; the user's next request
-        includes it (no retraining). Users unknown to the dataset get a history this way."""
-        r = _rec(request)
-        if body.session_id is not None:
-            session = request.app.state.chat.session(body.session_id, body.user_id, body.state)
-            reply = session.rate(body.item_id, body.event, k=body.k)
-            user = session.state.user_id
-            return FeedbackResponse(
-                user_id=user,
-                item_id=body.item_id,
-                event=body.event,
-                stored=bool(reply.feedback and reply.feedback[0].stored),
-                history_size=_history_size(r, user),
-                chat=reply,
-            )
-        if body.user_id is None:
-            raise ValueError("give a user_id (or the session_id of a chat)")
-        row = record_feedback(r, body.user_id, body.item_id, body.event)
+@router.get("/health", response_model=Health, tags=["service"])
+def health(request: Request) -> Health:
+    """Liveness and what is loaded."""
+    r = _rec(request)
+    return Health(
+        status="ok",
+        workspace=str(r.workspace.root),
+        items=r.ds.n_items,
+        users=r.ds.n_users,
+        model=r.checkpoint,
+        feedback_store=r.feedback is not None,
+        pid=os.getpid(),
+    )
+
+
+@router.post("/recommend", response_model=RecommendResult, tags=["recommend"])
+async def recommend(req: RecommendRequest, request: Request) -> RecommendResult:
+    """Explained recommendations for a known user (``user_id``) or a raw ``history``.
+
+    A request that names no ``llm`` gets the server's default tier.
+    """
+    r = _rec(request)
+    if "llm" not in req.model_fields_set:
+        req.llm = r.settings.llm
+    if req.llm == TierChoice.NONE:
+        # Model-only answers are a few ms of CPU, mostly under the GIL: running them on
+        # the event loop beats handing them to threads that fight over the GIL.
+        return r.run(req)
+    return await run_in_threadpool(r.run, req)  # LLM tiers wait on I/O: use threads
+
+
+@router.get("/similar/{item_id}", tags=["recommend"])
+def similar(
+    item_id: str, request: Request, k: int = Query(10, ge=1, le=100)
+) -> list[dict[str, Any]]:
+    """Items most similar in content to an item."""
+    return _rec(request).similar(item_id, k=k)
+
+
+@router.post("/feedback", response_model=FeedbackResponse, tags=["feedback"])
+def feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse:
+    """Record like / dislike / seen. Durable when acknowledged; the user's next request
+    includes it (no retraining). Users unknown to the dataset get a history this way."""
+    r = _rec(request)
+    if body.session_id is not None:
+        session = request.app.state.chat.session(body.session_id, body.user_id, body.state)
+        reply = session.rate(body.item_id, body.event, k=body.k)
+        user = session.state.user_id
         return FeedbackResponse(
-            id=row,
-            user_id=body.user_id,
+            user_id=user,
             item_id=body.item_id,
             event=body.event,
-            stored=True,
-            history_size=_history_size(r, body.user_id),
+            stored=bool(reply.feedback and reply.feedback[0].stored),
+            history_size=_history_size(r, user),
+            chat=reply,
         )
+    if body.user_id is None:
+        raise ValueError("give a user_id (or the session_id of a chat)")
+    row = r.record_feedback(body.user_id, body.item_id, body.event)
+    return FeedbackResponse(
+        id=row,
+        user_id=body.user_id,
+        item_id=body.item_id,
+        event=body.event,
+        stored=True,
+        history_size=_history_size(r, body.user_id),
+    )
 
-    @app.post("/chat", response_model=ChatReply, tags=["chat"])
-    def chat(body: ChatRequest, request: Request) -> ChatReply:
-        """One chat turn: the message becomes an intent; the reply lists items with their
-        explanations. Constraints persist in the session until changed."""
-        _rec(request)
-        engine: ChatEngine = request.app.state.chat
-        return engine.chat(
-            body.session_id, body.message, body.user_id, body.state, k=body.k, llm=body.llm
-        )
 
-    return app
+@router.post("/chat", response_model=ChatReply, tags=["chat"])
+def chat(body: ChatRequest, request: Request) -> ChatReply:
+    """One chat turn: the message becomes an intent; the reply lists items with their
+    explanations. Constraints persist in the session until changed."""
+    _rec(request)
+    engine: ChatEngine = request.app.state.chat
+    return engine.chat(
+        body.session_id, body.message, body.user_id, body.state, k=body.k, llm=body.llm
+    )
 
 
 def app_factory() -> FastAPI:
@@ -256,12 +272,12 @@ def serve(
     """
     import uvicorn
 
-    from agent.workspace import Workspace, WorkspaceError
+    from agent.workspace import Workspace
 
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
-    if llm is not None and llm not in ("auto", "remote", "local", "none"):
-        raise ValueError(f"--llm must be auto, remote, local or none, got {llm!r}")
+    if llm is not None:
+        llm = tier_choice(llm)
     ws = Workspace(workspace)
     ws.dataset_spec()
     if not (ws.model_dir / "LATEST").is_file():
@@ -286,18 +302,16 @@ def serve(
 
 
 # ---- helpers ----------------------------------------------------------------------------------
-def _load(workspace: str | Path | None) -> Any:
-    from agent.recommender import Recommender
-
+def _load(workspace: str | Path | None) -> Recommender:
     return Recommender.load(workspace)
 
 
-def _warm_up(rec: Any) -> None:
+def _warm_up(rec: Recommender) -> None:
     """Open the index, load the embedder and run the model once."""
     try:
         user = rec.ds.users[0].user_id if rec.ds.n_users else None
         history = None if user is not None else [rec.ds.items[0].item_id]
-        rec.recommend(user_id=user, history=history, query="warm up", k=1, llm="none")
+        rec.recommend(user_id=user, history=history, query="warm up", k=1, llm=TierChoice.NONE)
     except Exception as e:  # a broken index shows up on the requests that need it
         log.warning("warm-up failed: %s", redact(str(e)))
 
@@ -318,15 +332,15 @@ def _limit_request_threads() -> None:
         anyio.to_thread.current_default_thread_limiter().total_tokens = n
 
 
-def _rec(request: Request) -> Any:
+def _rec(request: Request) -> Recommender:
     """The process's recommender; attaches a feedback store another process created."""
-    rec = request.app.state.rec
+    rec: Recommender = request.app.state.rec
     if rec.feedback is None and rec.workspace.feedback_path.exists():
         rec.feedback_store()
     return rec
 
 
-def _history_size(rec: Any, user_id: str | None) -> int | None:
+def _history_size(rec: Recommender, user_id: str | None) -> int | None:
     if user_id is None:
         return None
     try:
@@ -336,8 +350,6 @@ def _history_size(rec: Any, user_id: str | None) -> int | None:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    from agent.settings import ConfigFileError
-    from agent.workspace import WorkspaceError
     from mtrec.data.errors import DataError
     from mtrec.model.checkpoint import CheckpointError
 

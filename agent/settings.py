@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -19,6 +18,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from agent.errors import ConfigFileError, remember_secret
+from agent.schema import TierChoice
 
 CONFIG_FILE = "mtrec.toml"
 DEFAULT_WORKSPACE = "mtrec-workspace"
@@ -74,14 +76,14 @@ class Settings(BaseSettings):
     fuse_like: float = 0.0
     fuse_rating: float = 0.0
     candidates: int = 30
-    llm: Literal["auto", "remote", "local", "none"] = "auto"
+    llm: TierChoice = TierChoice.AUTO
 
     @field_validator("llm_api_key")
     @classmethod
     def _remember_secret(cls, v: SecretStr | None) -> SecretStr | None:
         """Every key ever loaded is known to ``agent.errors.redact`` (env or config file)."""
-        if v is not None and len(v.get_secret_value()) >= 8:  # not "none", "x", ...
-            _SECRETS.add(v.get_secret_value())
+        if v is not None:
+            remember_secret(v.get_secret_value())
         return v
 
     @classmethod
@@ -105,16 +107,6 @@ class Settings(BaseSettings):
 
 
 _CURRENT_CONFIG: dict[str, Path | None] = {"path": None}
-_SECRETS: set[str] = set()
-
-
-def known_secrets() -> tuple[str, ...]:
-    """API keys loaded by any ``Settings`` in this process (for redaction, never for output)."""
-    return tuple(_SECRETS)
-
-
-class ConfigFileError(ValueError):
-    """The workspace config file is unsafe or malformed."""
 
 
 def load_settings(workspace: Path | None = None, **overrides: object) -> Settings:

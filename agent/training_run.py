@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from rich.progress import Progress
 
 from agent.console import err, progress
 from agent.workspace import Workspace
 from mtrec.config import MTRecConfig
+from mtrec.data.schema import Dataset
 from mtrec.evaluation import PROTOCOLS, evaluate_ranking, split_dataset
 from mtrec.evaluation.tasks import evaluate_tasks
 from mtrec.model.multitask import MultiTaskModel
@@ -44,22 +47,12 @@ def run_training(
     with ws.lock("training"):
         ds = ws.dataset
         text = ws.text_embeddings(ds)
-        cfg = MTRecConfig.for_protocol(protocol)
-        cfg.train.device = device  # type: ignore[assignment]
-        if epochs is not None:
-            if epochs <= 0:
-                raise ValueError(f"--epochs must be positive, got {epochs}")
-            cfg.train.epochs = epochs
-        if seed is not None:
-            cfg.train.seed = seed
+        cfg = _config(protocol, epochs, device, seed)
         split = split_dataset(ds, protocol, seed=cfg.train.seed)
         train_rows = split.train
         feedback_rows = 0
         if with_feedback and ws.feedback_path.is_file():
-            from agent.feedback import FeedbackStore, feedback_interactions
-
-            events = feedback_interactions(FeedbackStore(ws.feedback_path), ds)
-            ds, extra = ds.with_interactions(events)
+            ds, extra = _with_feedback(ws, ds)
             train_rows = np.concatenate([split.train, extra])
             feedback_rows = len(extra)
         model = MultiTaskModel.create(ds, cfg, text)
@@ -68,22 +61,7 @@ def run_training(
             (ws.model_dir / "resume.pt").unlink(missing_ok=True)
         t0 = time.perf_counter()
         with progress() as bar:
-            task = bar.add_task("epoch 1", total=None, info="", visible=show_progress)
-
-            def on_step(step: int, steps: int, losses: dict[str, float]) -> None:
-                info = " ".join(f"{k[:3]}={v:.3f}" for k, v in losses.items())
-                bar.update(task, total=steps, completed=step, info=info)
-
-            def on_epoch(log: EpochLog) -> None:
-                ndcg = log.valid.get("ndcg@10", float("nan"))
-                if show_progress:
-                    losses = " ".join(f"{k}={v:.3f}" for k, v in log.losses.items())
-                    err.print(
-                        f"epoch {log.epoch:3d}  {losses}  valid ndcg@10={ndcg:.4f}  "
-                        f"({log.seconds:.1f}s)"
-                    )
-                bar.update(task, description=f"epoch {log.epoch + 1}", completed=0)
-
+            on_step, on_epoch = _progress_callbacks(bar, show_progress)
             result = train_multitask(
                 model,
                 ds,
@@ -113,6 +91,49 @@ def run_training(
             f"({seconds:.0f}s). Saved to {ws.model_dir}"
         )
     return summary
+
+
+def _config(protocol: str, epochs: int | None, device: str, seed: int | None) -> MTRecConfig:
+    """The protocol's defaults with the command line's overrides."""
+    cfg = MTRecConfig.for_protocol(protocol)
+    cfg.train.device = device  # type: ignore[assignment]
+    if epochs is not None:
+        if epochs <= 0:
+            raise ValueError(f"--epochs must be positive, got {epochs}")
+        cfg.train.epochs = epochs
+    if seed is not None:
+        cfg.train.seed = seed
+    return cfg
+
+
+def _with_feedback(ws: Workspace, ds: Dataset) -> tuple[Dataset, np.ndarray]:
+    """The dataset with the stored feedback events appended, and the appended rows."""
+    from agent.feedback import FeedbackStore, feedback_interactions
+
+    events = feedback_interactions(FeedbackStore(ws.feedback_path), ds)
+    return ds.with_interactions(events)
+
+
+def _progress_callbacks(
+    bar: Progress, show: bool
+) -> tuple[Callable[[int, int, dict[str, float]], None], Callable[[EpochLog], None]]:
+    """A progress bar over each epoch's steps, and one line per finished epoch."""
+    task = bar.add_task("epoch 1", total=None, info="", visible=show)
+
+    def on_step(step: int, steps: int, losses: dict[str, float]) -> None:
+        info = " ".join(f"{k[:3]}={v:.3f}" for k, v in losses.items())
+        bar.update(task, total=steps, completed=step, info=info)
+
+    def on_epoch(log: EpochLog) -> None:
+        ndcg = log.valid.get("ndcg@10", float("nan"))
+        if show:
+            losses = " ".join(f"{k}={v:.3f}" for k, v in log.losses.items())
+            err.print(
+                f"epoch {log.epoch:3d}  {losses}  valid ndcg@10={ndcg:.4f}  ({log.seconds:.1f}s)"
+            )
+        bar.update(task, description=f"epoch {log.epoch + 1}", completed=0)
+
+    return on_step, on_epoch
 
 
 def _same_run(ws: Workspace, cfg: MTRecConfig) -> bool:

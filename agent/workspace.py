@@ -14,7 +14,6 @@ Layout::
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from filelock import FileLock, Timeout
 
+from agent.errors import WorkspaceError
+from agent.files import write_text_atomic
 from agent.settings import Settings, default_workspace, load_settings
 from mtrec.data import Dataset, load_dataset
 
@@ -34,29 +35,10 @@ if TYPE_CHECKING:
 MANIFEST = "workspace.json"
 
 
-class WorkspaceError(RuntimeError):
-    """The workspace is missing something a command needs; the message says what to run."""
-
-
 @dataclass(frozen=True)
 class DatasetSpec:
     source: str
     format: str = "auto"
-
-
-def safe_path(path: str | Path, base: Path | None = None) -> Path:
-    """Resolve a user-given path; with ``base``, refuse paths that escape it (``..``).
-
-    Raises:
-        WorkspaceError: the path leaves ``base``.
-    """
-    p = Path(path)
-    if base is None:
-        return p.expanduser()
-    resolved = (base / p).resolve()
-    if not resolved.is_relative_to(base.resolve()):
-        raise WorkspaceError(f"path {str(path)!r} escapes {base}")
-    return resolved
 
 
 class Workspace:
@@ -125,9 +107,9 @@ class Workspace:
 
     def set_dataset(self, spec: DatasetSpec) -> None:
         self.ensure()
-        tmp = self.root / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps({"dataset": spec.__dict__}, indent=2))
-        os.replace(tmp, self.root / MANIFEST)
+        write_text_atomic(
+            self.root / MANIFEST, json.dumps({"dataset": spec.__dict__}, indent=2), mode=0o644
+        )
         self.__dict__.pop("dataset", None)
 
     @cached_property

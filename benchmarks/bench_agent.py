@@ -107,15 +107,14 @@ def fresh_request(rec: Any) -> None:
     """No cached answer and closed circuit breakers, so every request tries the tier under
     test. (In service the breaker sheds a failing endpoint after a few failures; here that
     would turn the remote rows into local-tier rows.)"""
-    rec._cache.clear()
-    for breaker in rec.chain.breakers.values():
-        breaker.success()
+    rec.cache.clear()
+    rec.chain.reset_breakers()
 
 
 def replay_fusion(result: Any, weight: float) -> list[str]:
     """The recommender's final order at another LLM weight, from the model order and the LLM
     order a result carries (the same fusion as ``Recommender.run``)."""
-    from agent.fusion import reciprocal_rank_fusion
+    from agent.pipeline.fusion import reciprocal_rank_fusion
 
     if not result.llm_order:
         return list(result.model_order)

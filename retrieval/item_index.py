@@ -467,9 +467,20 @@ class ItemIndex:
             Up to ``k`` hits, best first.
         """
         self._check_k(k)
-        if not query.strip():
+        return self.search_vector(self.embed_text(query), k, filters, exclude_ids)
+
+    def embed_text(self, text: str) -> np.ndarray:
+        """(dimension,) the unit-norm embedding of a free text, as queries are embedded.
+
+        Embed a query once and pass the vector to ``search_vector`` and to a dot product with
+        ``get_embeddings`` (a query costs ~9 ms to embed on 2 CPU cores).
+
+        Raises:
+            ValueError: the text is empty.
+        """
+        if not text.strip():
             raise ValueError("search query is empty")
-        return self.search_vector(self._embedder.encode_one(query), k, filters, exclude_ids)
+        return self._embedder.encode_one(text)
 
     def similar(
         self,

@@ -6,15 +6,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from agent.llm.types import RerankRequest, TierAnswer, TierError
-from agent.schema import Fallback, TierChoice
+from agent.errors import TierError
+from agent.llm.types import RerankRequest, TierAnswer
+from agent.schema import LLM_TIERS, Fallback, Tier, TierChoice
 from agent.settings import Settings
 
-ORDER = ("remote", "local")
 
+class RerankTier(Protocol):
+    """What a tier implements: one rerank call that answers or raises ``TierError``."""
 
-class Tier(Protocol):
-    name: str
+    name: Tier
     model_name: str
     prompt_id: str
 
@@ -46,8 +47,10 @@ class CircuitBreaker:
 
 @dataclass
 class ChainResult:
+    """The first tier's answer (None: every tier failed or none was asked for)."""
+
     answer: TierAnswer | None
-    tier: str
+    tier: Tier
     prompt_id: str | None
     fallbacks: list[Fallback] = field(default_factory=list)
     seconds: float = 0.0
@@ -62,20 +65,26 @@ class TierChain:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._tiers: dict[str, Tier | None] = {}
-        self.breakers = {name: CircuitBreaker() for name in ORDER}
+        self._tiers: dict[Tier, RerankTier | None] = {}
+        self.breakers = {name: CircuitBreaker() for name in LLM_TIERS}
 
-    def tier(self, name: str) -> Tier | None:
+    def tier(self, name: Tier) -> RerankTier | None:
         if name not in self._tiers:
             self._tiers[name] = self._build(name)
         return self._tiers[name]
 
-    def set_tier(self, name: str, tier: Tier | None) -> None:
-        """Install a tier object (tests, or an embedding application with its own client)."""
-        self._tiers[name] = tier
+    def set_tier(self, name: Tier | str, tier: RerankTier | None) -> None:
+        """Install a tier object (tests register a stand-in model this way, or an embedding
+        application its own client); None switches the tier off."""
+        self._tiers[Tier(name)] = tier
 
-    def _build(self, name: str) -> Tier | None:
-        if name == "remote":
+    def reset_breakers(self) -> None:
+        """Close every circuit breaker (a benchmark or test starting from a clean slate)."""
+        for breaker in self.breakers.values():
+            breaker.success()
+
+    def _build(self, name: Tier) -> RerankTier | None:
+        if name == Tier.REMOTE:
             if not self.settings.remote_configured:
                 return None
             from agent.llm.remote import RemoteTier
@@ -86,25 +95,31 @@ class TierChain:
         return LocalTier(self.settings) if local_available(self.settings) else None
 
     def run(self, req: RerankRequest, start: TierChoice) -> ChainResult:
+        """Ask the tiers from ``start`` down (``auto``: from the top) until one answers."""
         t0 = time.perf_counter()
         fallbacks: list[Fallback] = []
-        names = ORDER if start == "auto" else ORDER[ORDER.index(start) :] if start in ORDER else ()
+        if start == TierChoice.AUTO:
+            names = LLM_TIERS
+        elif start == TierChoice.NONE:
+            names = ()
+        else:
+            names = LLM_TIERS[LLM_TIERS.index(Tier(start)) :]
         for name in names:
             tier = self.tier(name)
             if tier is None:
                 if name == start:  # asked for by name: say why it was skipped
-                    fallbacks.append(Fallback(tier=name, reason="not configured"))  # type: ignore[arg-type]
+                    fallbacks.append(Fallback(tier=name, reason="not configured"))
                 continue
             breaker = self.breakers[name]
             if not breaker.allow():
-                fallbacks.append(Fallback(tier=name, reason="circuit open after repeated failures"))  # type: ignore[arg-type]
+                fallbacks.append(Fallback(tier=name, reason="circuit open after repeated failures"))
                 continue
             try:
                 answer = tier.rerank(req)
             except TierError as e:
                 breaker.failure()
-                fallbacks.append(Fallback(tier=name, reason=str(e)))  # type: ignore[arg-type]
+                fallbacks.append(Fallback(tier=name, reason=str(e)))
                 continue
             breaker.success()
             return ChainResult(answer, name, tier.prompt_id, fallbacks, time.perf_counter() - t0)
-        return ChainResult(None, "none", None, fallbacks, time.perf_counter() - t0)
+        return ChainResult(None, Tier.NONE, None, fallbacks, time.perf_counter() - t0)

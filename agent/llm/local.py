@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.errors import TierError
 from agent.llm.prompting import liked_history, prompt_version, rank_prompt, reason_prompt
 from agent.llm.types import (
     PromptCandidate,
@@ -33,8 +34,8 @@ from agent.llm.types import (
     RerankOutput,
     RerankRequest,
     TierAnswer,
-    TierError,
 )
+from agent.schema import Tier
 from agent.settings import Settings
 
 
@@ -72,7 +73,7 @@ class LocalTier:
             ``local_reason_tokens``.
     """
 
-    name = "local"
+    name = Tier.LOCAL
 
     def __init__(self, settings: Settings) -> None:
         self.path = settings.local_model_path or default_model_path()

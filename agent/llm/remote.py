@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from agent.errors import TierError
+from agent.llm.client import chat_model
 from agent.llm.prompting import chat_messages, prompt_version
-from agent.llm.types import RerankOutput, RerankRequest, TierAnswer, TierError
+from agent.llm.types import RerankOutput, RerankRequest, TierAnswer
+from agent.schema import Tier
 from agent.settings import Settings
 
 #: Longest Retry-After we honour before giving up on this tier for the request.
@@ -17,28 +20,15 @@ class RemoteTier:
     """Reranks with a chat model at ``settings.llm_base_url`` (OpenAI, vLLM, Ollama, llama.cpp).
 
     Structured output uses function calling, which llama.cpp's server supports (it rejects
-    ``json_schema`` response formats). ``max_tokens`` goes in ``extra_body`` because some
-    OpenAI-compatible servers ignore ``max_completion_tokens``.
+    ``json_schema`` response formats).
     """
 
-    name = "remote"
+    name = Tier.REMOTE
 
     def __init__(self, settings: Settings) -> None:
-        from langchain_openai import ChatOpenAI
-
-        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
         self.model_name = settings.llm_model
         self.prompt_id = prompt_version()
-        llm = ChatOpenAI(
-            model=settings.llm_model,
-            base_url=settings.llm_base_url,
-            api_key=key,
-            timeout=settings.llm_timeout_s,
-            max_retries=0,  # retries are ours: bounded, and they honour Retry-After
-            temperature=0,
-            extra_body={"max_tokens": settings.llm_max_tokens},
-        )
-        self.runnable = llm.with_structured_output(
+        self.runnable = chat_model(settings).with_structured_output(
             RerankOutput, method="function_calling", include_raw=True
         )
 

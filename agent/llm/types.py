@@ -65,7 +65,3 @@ class TierAnswer:
     tokens_out: int = 0
     model: str = ""
     notes: list[str] = field(default_factory=list)
-
-
-class TierError(RuntimeError):
-    """A tier could not produce a usable answer (the chain falls to the next tier)."""

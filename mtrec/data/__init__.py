@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mtrec.data.errors import DataError, LoadReport, RowSink
 from mtrec.data.loading import load_dataset
-from mtrec.data.schema import Dataset, EventType, Interaction, Item, User, histories
+from mtrec.data.schema import Dataset, EventType, Interaction, Item, User
 from mtrec.data.synthetic import generate_synthetic
 
 __all__ = [
@@ -17,6 +17,5 @@ __all__ = [
     "RowSink",
     "User",
     "generate_synthetic",
-    "histories",
     "load_dataset",
 ]

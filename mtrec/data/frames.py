@@ -12,7 +12,6 @@ Every loader reads its format into three pandas frames with canonical columns an
 from __future__ import annotations
 
 import io
-import math
 import time
 from pathlib import Path
 
@@ -102,19 +101,6 @@ def _regex_literal(sep: str) -> str:
     import re
 
     return re.escape(sep)
-
-
-def parse_float(sink: RowSink, path: str, line: int, what: str, raw: str) -> float | None:
-    """Parse a float cell; a bad cell goes to ``sink`` and returns None."""
-    try:
-        x = float(raw)
-    except (TypeError, ValueError):
-        sink.bad(path, line, f"unparsable {what}", repr(raw))
-        return None
-    if math.isnan(x) or math.isinf(x):
-        sink.bad(path, line, f"{what} is not a finite number", repr(raw))
-        return None
-    return x
 
 
 def parse_year(raw: str) -> int | None:

@@ -7,7 +7,7 @@ model, the splits and the metrics consume.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -223,27 +223,10 @@ class Dataset:
                 m[i, cat_index[c]] = 1.0
         return m
 
-    def time_order(self) -> np.ndarray:
-        """Interaction row order sorted by (user, timestamp), stable in file order on ties."""
-        return np.lexsort((self.timestamp, self.user_idx))
-
     def user_history(self, user: int) -> np.ndarray:
         """Row indices of one user's interactions in time order (stable on ties)."""
         rows = np.flatnonzero(self.user_idx == user)
         return rows[np.argsort(self.timestamp[rows], kind="stable")]
-
-    def select(self, rows: np.ndarray) -> Dataset:
-        """A dataset with the same catalog and users but only the given interaction rows."""
-        return Dataset(
-            self.name,
-            self.items,
-            self.users,
-            self.user_idx[rows],
-            self.item_idx[rows],
-            self.event[rows],
-            self.value[rows],
-            self.timestamp[rows],
-        )
 
     def with_interactions(self, rows: Iterable[Interaction]) -> tuple[Dataset, np.ndarray]:
         """A dataset with extra interactions appended (new users are added; items must exist).
@@ -297,21 +280,3 @@ class Dataset:
             f"Dataset({s['name']!r}, items={s['items']}, users={s['users']}, "
             f"interactions={s['interactions']})"
         )
-
-
-def histories(ds: Dataset, rows: Sequence[int] | np.ndarray | None = None) -> list[np.ndarray]:
-    """Per-user item-id histories in time order.
-
-    Args:
-        ds: The dataset.
-        rows: Interaction rows to use (all when None).
-
-    Returns:
-        A list of length ``n_users``; entry u is an int64 array of dense item ids.
-    """
-    rows = np.arange(ds.n_interactions) if rows is None else np.asarray(rows)
-    order = rows[np.lexsort((ds.timestamp[rows], ds.user_idx[rows]))]
-    users = ds.user_idx[order]
-    bounds = np.searchsorted(users, np.arange(ds.n_users + 1))
-    items = ds.item_idx[order]
-    return [items[bounds[u] : bounds[u + 1]] for u in range(ds.n_users)]

@@ -8,22 +8,19 @@ from collections.abc import Sequence
 import numpy as np
 
 from mtrec.data.history import History
-from mtrec.data.schema import Dataset
 
 
 class BaseModel(ABC):
     """A model that scores the whole catalog for users given their histories.
 
-    Subclasses implement ``fit`` and ``score``; ``recommend`` and ``similar_items`` have
-    default implementations on top of ``score`` and ``item_vectors``.
+    Subclasses implement ``score``; ``recommend`` and ``similar_items`` have default
+    implementations on top of ``score`` and ``item_vectors``. Training is not part of the
+    interface: the baselines fit themselves on training rows (``fit(ds, rows)``), and the
+    multi-task model is trained by ``mtrec.training`` (the model never imports its trainer).
     """
 
     name: str = "base"
     n_items: int = 0
-
-    @abstractmethod
-    def fit(self, ds: Dataset, rows: np.ndarray, **kwargs: object) -> BaseModel:
-        """Fit on the interaction rows ``rows`` of ``ds`` (training rows only)."""
 
     @abstractmethod
     def score(self, users: np.ndarray, histories: Sequence[History]) -> np.ndarray:

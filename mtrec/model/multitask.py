@@ -12,7 +12,7 @@ import torch
 from mtrec.config import MTRecConfig
 from mtrec.data.history import History
 from mtrec.data.schema import Dataset
-from mtrec.model.base import BaseModel, check_k, top_k
+from mtrec.model.base import BaseModel, check_k
 from mtrec.model.batching import pad_histories
 from mtrec.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mtrec.model.network import MultiTaskNet, UserState, rating_bucket
@@ -20,14 +20,14 @@ from mtrec.model.network import MultiTaskNet, UserState, rating_bucket
 
 @dataclass
 class TaskScores:
-    """Per-task scores of candidate items for one user.
+    """Per-task scores of candidate items: shapes (n,) for one user, (B, n) for a batch.
 
     Attributes:
-        items: (n,) dense item ids, as given.
-        engagement: (n,) probability of the item under the softmax over the whole catalog.
-        engagement_logit: (n,) the raw score ``u . v + b_item``.
-        like: (n,) probability that the user likes the item.
-        rating: (n,) expected rating.
+        items: dense item ids, as given.
+        engagement: probability of the item under the softmax over the whole catalog.
+        engagement_logit: the raw score ``u . v + b_item``.
+        like: probability that the user likes the item.
+        rating: expected rating.
     """
 
     items: np.ndarray
@@ -152,14 +152,6 @@ class MultiTaskModel(BaseModel):
         )
 
     # ---- BaseModel ------------------------------------------------------------------------
-    def fit(self, ds: Dataset, rows: np.ndarray, **kwargs: object) -> MultiTaskModel:
-        if self.frozen:
-            raise RuntimeError("a frozen (serving) model cannot be trained; load the checkpoint")
-        from mtrec.training import train_multitask  # training imports this module
-
-        train_multitask(self, ds, rows, **kwargs)  # type: ignore[arg-type]
-        return self
-
     @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
@@ -182,59 +174,98 @@ class MultiTaskModel(BaseModel):
         self._vectors = None
 
     @torch.inference_mode()
+    def engagement_logits(self, state: UserState) -> torch.Tensor:
+        """(B, n_items) engagement logits ``u . v_item + b_item`` of users' states."""
+        return state.interest @ self.item_vectors_tensor().T + self.net.items.all_biases()
+
+    @torch.inference_mode()
     def score(self, users: np.ndarray, histories: Sequence[History]) -> np.ndarray:
-        state = self.user_state(histories)
-        logits = state.interest @ self.item_vectors_tensor().T + self.net.items.all_biases()
-        return logits.float().cpu().numpy()
+        return self.engagement_logits(self.user_state(histories)).float().cpu().numpy()
 
     def item_vectors(self) -> np.ndarray:
         return self.item_vectors_tensor().cpu().numpy()
 
     # ---- the inference API used by the agent ----------------------------------------------
-    def interest_vector(self, history: History) -> np.ndarray:
-        """(dim,) the user interest vector u (engagement logits are ``u . v_item + b_item``)."""
-        return self.user_state([history]).interest[0].cpu().numpy()
+    # Each method takes a history or the ``UserState`` of one user (from ``user_state``): a
+    # caller that needs several outputs for one request runs the user encoder once.
+    def _state(self, user: History | UserState) -> UserState:
+        return user if isinstance(user, UserState) else self.user_state([user])
 
-    def category_interest(self, history: History) -> np.ndarray:
+    def interest_vector(self, user: History | UserState) -> np.ndarray:
+        """(dim,) the user interest vector u (engagement logits are ``u . v_item + b_item``)."""
+        return self._state(user).interest[0].cpu().numpy()
+
+    def category_interest(self, user: History | UserState) -> np.ndarray:
         """(n_categories,) predicted category-interest distribution (sums to 1)."""
-        logits = self.user_state([history]).category_logits[0]
+        logits = self._state(user).category_logits[0]
         return torch.softmax(logits, dim=-1).cpu().numpy()
 
     @torch.inference_mode()
-    def task_scores(self, history: History, items: np.ndarray) -> TaskScores:
+    def task_scores(
+        self,
+        user: History | UserState,
+        items: np.ndarray,
+        logits: torch.Tensor | None = None,
+    ) -> TaskScores:
         """Per-task scores of the given candidate items for one user.
+
+        Args:
+            user: The user's history, or its one-row ``UserState``.
+            items: (n,) dense item ids.
+            logits: (1, n_items) the user's ``engagement_logits``, when already computed.
 
         Raises:
             ValueError: an item id outside ``[0, n_items)``.
         """
         items = np.asarray(items, np.int64)
-        if len(items) and (items.min() < 0 or items.max() >= self.n_items):
-            raise ValueError(f"candidate ids must be in [0, {self.n_items})")
-        state = self.user_state([history])
-        vectors = self.item_vectors_tensor()
-        logits = state.interest[0] @ vectors.T + self.net.items.all_biases()
-        probs = torch.softmax(logits, dim=-1)
-        idx = torch.as_tensor(items, device=self.device)
-        v = vectors[idx]
-        like = torch.sigmoid(self.net.like_logit(state.like[0].expand_as(v), v))
-        rating = self.net.rating(state.rating[0].expand_as(v), v)
+        state = self._state(user)
+        if logits is None:
+            logits = self.engagement_logits(state)
+        ts = self.task_scores_batch(state, items[None, :], logits)
         return TaskScores(
             items=items,
-            engagement=probs[idx].cpu().numpy(),
-            engagement_logit=logits[idx].cpu().numpy(),
+            engagement=ts.engagement[0],
+            engagement_logit=ts.engagement_logit[0],
+            like=ts.like[0],
+            rating=ts.rating[0],
+        )
+
+    @torch.inference_mode()
+    def task_scores_batch(
+        self, state: UserState, items: np.ndarray, logits: torch.Tensor | None = None
+    ) -> TaskScores:
+        """Per-task scores of each user's own candidates.
+
+        Args:
+            state: ``UserState`` of B users.
+            items: (B, n) dense item ids, row b for user b.
+            logits: (B, n_items) their ``engagement_logits``, when already computed.
+
+        Returns:
+            ``TaskScores`` whose arrays are (B, n).
+
+        Raises:
+            ValueError: an item id outside ``[0, n_items)``.
+        """
+        items = np.asarray(items, np.int64)
+        if items.size and (items.min() < 0 or items.max() >= self.n_items):
+            raise ValueError(f"candidate ids must be in [0, {self.n_items})")
+        if logits is None:
+            logits = self.engagement_logits(state)
+        idx = torch.as_tensor(items, device=self.device)
+        picked = torch.gather(logits, 1, idx)
+        # p(item | user) over the whole catalog: the log-normaliser of every item's logit.
+        probs = torch.exp(picked - torch.logsumexp(logits, dim=1, keepdim=True))
+        v = self.item_vectors_tensor()[idx]  # (B, n, d)
+        like = torch.sigmoid(self.net.like_logit(state.like[:, None, :].expand_as(v), v))
+        rating = self.net.rating(state.rating[:, None, :].expand_as(v), v)
+        return TaskScores(
+            items=items,
+            engagement=probs.cpu().numpy(),
+            engagement_logit=picked.cpu().numpy(),
             like=like.cpu().numpy(),
             rating=rating.cpu().numpy(),
         )
-
-    def top_k(
-        self,
-        history: History,
-        k: int = 10,
-        exclude_seen: bool = True,
-        allowed: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Alias of ``recommend`` for a raw history (a user never seen in training works)."""
-        return self.recommend(history, k, exclude_seen=exclude_seen, allowed=allowed)
 
     def recommend_batch(
         self, histories: Sequence[History], k: int = 10, exclude_seen: bool = True
@@ -251,4 +282,4 @@ class MultiTaskModel(BaseModel):
         return idx.numpy(), vals.numpy()
 
 
-__all__ = ["MultiTaskModel", "TaskScores", "top_k"]
+__all__ = ["MultiTaskModel", "TaskScores"]

@@ -71,7 +71,7 @@ def test_filters_matching_nothing_are_an_empty_answer(trained_workspace, rec, ca
     from agent.chat import ChatEngine
 
     reply = ChatEngine(rec, llm="none").chat("nothing", "documentaries from 1900")
-    assert reply.items == [] and "Nothing left" in reply.reply
+    assert reply.items == () and "Nothing left" in reply.reply
 
 
 # ---- very long queries and messages -------------------------------------------------------------

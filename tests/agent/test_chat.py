@@ -17,7 +17,6 @@ from agent.chat import (
     LLMIntentParser,
     RuleIntentParser,
     SessionState,
-    record_feedback,
     run_terminal_chat,
 )
 from agent.feedback import FeedbackStore
@@ -119,7 +118,8 @@ def test_llm_parser_falls_back_to_rules_and_normalises(rec, parser):
         update={"llm_base_url": "http://127.0.0.1:9/v1", "llm_timeout_s": 2.0}
     )
     llm = LLMIntentParser(settings, parser)
-    assert llm.parse("comedies from the 90s").categories == ["Comedy"]  # endpoint refused
+    intent, reader = llm.parse("comedies from the 90s")  # endpoint refused: the rules read it
+    assert reader == "rules" and intent.categories == ["Comedy"]
     assert llm.failures == 1
 
     class Fake:
@@ -128,7 +128,8 @@ def test_llm_parser_falls_back_to_rules_and_normalises(rec, parser):
             return Intent(categories=["comedy", "Polka"], exclude_categories=["HORROR"])
 
     llm.runnable = Fake()
-    got = llm.parse("funny, nothing scary")
+    got, reader = llm.parse("funny, nothing scary")
+    assert reader == "llm"
     assert got.categories == ["Comedy"] and got.exclude_categories == ["Horror"]
     assert llm.failures == 1
 
@@ -228,14 +229,14 @@ def test_user_ratings_change_the_next_list_without_retraining(rec, private_store
 def test_feedback_for_a_new_user_creates_their_history(rec, private_store):
     with pytest.raises(KeyError):
         rec.user_history("chat-new-user")
-    record_feedback(rec, "chat-new-user", "50", "like")
-    record_feedback(rec, "chat-new-user", "181", "seen")
+    rec.record_feedback("chat-new-user", "50", "like")
+    rec.record_feedback("chat-new-user", "181", "seen")
     res = rec.recommend(user_id="chat-new-user", k=5, llm="none")
     assert res.history_size == 2 and {"50", "181"}.isdisjoint(ids(res))
     with pytest.raises(KeyError, match="nope"):
-        record_feedback(rec, "u", "nope", "like")
+        rec.record_feedback("u", "nope", "like")
     with pytest.raises(ValueError, match="event must be one of"):
-        record_feedback(rec, "u", "50", "meh")
+        rec.record_feedback("u", "50", "meh")
 
 
 def test_acknowledged_feedback_survives_sigkill(tmp_path):

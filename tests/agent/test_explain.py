@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.explain import TitleIndex, check_grounding, mentioned_categories
+from agent.pipeline.catalog import TitleIndex
+from agent.pipeline.explain import check_grounding, mentioned_categories
 from mtrec.data.schema import Item
 
 CATS = ["Action", "Animation", "Children's", "Comedy", "Drama", "Romance", "Sci-Fi", "War"]

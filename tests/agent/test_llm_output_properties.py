@@ -3,7 +3,7 @@
 Whatever a model writes, the recommender must end up with only candidate ids, each once,
 and every candidate present. Two layers are tested:
 
-* ``_guard`` (every tier's answer goes through it) on arbitrary ``RerankOutput`` objects:
+* ``guard`` (every tier's answer goes through it) on arbitrary ``RerankOutput`` objects:
   unknown ids, duplicates, odd case and whitespace, invented history citations;
 * the remote tier's parsing, end to end through the real OpenAI SDK and LangChain parser,
   against a loopback server that answers with arbitrary tool-call arguments or text (a
@@ -24,15 +24,15 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from agent.errors import TierError
 from agent.llm.types import (
     PromptCandidate,
     PromptHistory,
     RankedPick,
     RerankOutput,
     RerankRequest,
-    TierError,
 )
-from agent.recommender import _guard
+from agent.pipeline.rerank import PromptIds, guard
 
 N_CAND = 12
 N_HIST = 5
@@ -56,7 +56,8 @@ _pick = st.builds(
 
 
 def _check_guarded(output: RerankOutput, model_order: list[int]) -> None:
-    order, texts, dropped = _guard(output, SHORT_TO_ITEM, SHORT_HIST, model_order)
+    guarded = guard(output, PromptIds(SHORT_TO_ITEM, SHORT_HIST), model_order)
+    order, texts, dropped = guarded.order, guarded.texts, guarded.dropped
     candidates = set(SHORT_TO_ITEM.values())
     assert sorted(order) == sorted(model_order), "not a permutation of the candidates"
     assert set(texts) <= candidates
@@ -65,8 +66,8 @@ def _check_guarded(output: RerankOutput, model_order: list[int]) -> None:
     assert dropped.unknown + dropped.duplicate + len(texts) == len(output.ranking)
     assert dropped.missing == len(model_order) - len(texts)
     for t in texts.values():
-        assert all(c in SHORT_HIST.values() or c.startswith("?") for c in t["cited"])
-        assert len(t["text"]) <= 600
+        assert all(c in SHORT_HIST.values() or c.startswith("?") for c in t.cited)
+        assert len(t.text) <= 600
     n = len(output.ranking)
     event("no picks" if n == 0 else "all picks kept" if len(texts) == n else "picks dropped")
 

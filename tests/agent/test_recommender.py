@@ -51,7 +51,7 @@ def test_filters(rec):
         llm="none",
         filters={"categories": ["Documentary"], "year_min": 1900, "year_max": 1901},
     )
-    assert none.items == [] and "no item matches" in none.notes[0]
+    assert none.items == () and "no item matches" in none.notes[0]
 
 
 def test_cache_answers_identical_requests(rec):
@@ -102,5 +102,5 @@ def test_explanations_never_point_to_a_disliked_item(rec):
 def test_result_carries_the_model_order_for_replay(rec):
     res = rec.recommend(user_id="42", k=5, llm="none")
     assert len(res.model_order) == max(rec.settings.candidates, 5)
-    assert res.model_order[:5] == [it.item_id for it in res.items]
-    assert res.llm_order == []  # no LLM tier answered
+    assert list(res.model_order[:5]) == [it.item_id for it in res.items]
+    assert res.llm_order == ()  # no LLM tier answered

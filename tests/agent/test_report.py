@@ -14,7 +14,15 @@ import pytest
 
 from agent import Recommender
 from agent.llm.types import RankedPick, RerankOutput, RerankRequest, TierAnswer
-from agent.report import Report, ReportError, build_report, render, report_schema, write_report
+from agent.report import (
+    Report,
+    ReportError,
+    build_report,
+    render,
+    report,
+    report_schema,
+    write_report,
+)
 from tests.conftest import run_cli
 
 COHORT = ["1", "42", "7", "100", "250"]
@@ -48,10 +56,10 @@ class StandInTier:
 
 
 def test_json_validates_against_the_published_schema(rec: Recommender, capsys) -> None:
-    text = rec.report(user_id="42", format="json", k=5)
-    report = Report.model_validate_json(text)
-    assert report.kind == "user" and report.llm == "none" and report.cohort is None
-    u = report.users[0]
+    text = report(rec, user_id="42", format="json", k=5)
+    data = Report.model_validate_json(text)
+    assert data.kind == "user" and data.llm == "none" and data.cohort is None
+    u = data.users[0]
     assert u.user_id == "42" and not u.cold_start and u.tier == "none"
     assert len(u.items) == 5 and u.history_size == len(u.timeline) > 0
     assert all(t.timestamp for t in u.timeline)  # dataset rows carry their time
@@ -85,7 +93,7 @@ def test_every_explanation_carries_grounding_and_tier(rec: Recommender) -> None:
     written = next(it for it in u.items if it.explanation.source == "llm")
     assert written.explanation.evidence.history_items and written.llm_rank == 1
     ev = written.explanation.evidence  # titles name the cited items, not the template's
-    assert ev.history_titles == [rec.ds.item(i).title for i in ev.history_items]
+    assert list(ev.history_titles) == [rec.ds.item(i).title for i in ev.history_items]
     html = render(data, "html")
     assert "LLM text failed grounding; template shown" in html and "LLM tier local" in html
 
@@ -157,9 +165,9 @@ def _chromium() -> str:
 
 def test_unknown_user_is_a_clear_error(rec: Recommender, trained_workspace: Path, capsys) -> None:
     with pytest.raises(KeyError, match="no-such-user"):
-        rec.report(user_id="no-such-user")
+        report(rec, user_id="no-such-user")
     with pytest.raises(KeyError, match=r"unknown user ids in the cohort: \['nope'\]"):
-        rec.report(users=["42", "nope"], format="md")
+        report(rec, users=["42", "nope"], format="md")
     out = trained_workspace.parent / "unknown.md"
     code, stdout, stderr = run_cli(
         ["report", "-w", str(trained_workspace), "--user", "no-such-user", "--out", str(out)],
@@ -171,15 +179,15 @@ def test_unknown_user_is_a_clear_error(rec: Recommender, trained_workspace: Path
 
 
 def test_empty_history_gives_a_cold_start_report(rec: Recommender) -> None:
-    data = Report.model_validate_json(rec.report(history=[], format="json", k=5))
+    data = Report.model_validate_json(report(rec, history=[], format="json", k=5))
     u = data.users[0]
     assert u.cold_start and u.history_size == 0 and u.user_id is None and u.timeline == []
     assert u.notes[0].startswith("Cold start") and u.top_categories == []
     # With no history the templates say the item is popular with new users.
     assert len(u.items) == 5 and all("popular" in (it.explanation.text or "") for it in u.items)
-    assert all(it.explanation.evidence.history_items == [] for it in u.items)
+    assert all(it.explanation.evidence.history_items == () for it in u.items)
     assert all(e.history == 0 for e in u.interest) and u.extrapolation == []
-    assert "Cold start" in rec.report(history=[], format="md", k=5)
+    assert "Cold start" in report(rec, history=[], format="md", k=5)
 
 
 def test_output_is_atomic_and_bad_paths_are_refused(
@@ -271,7 +279,7 @@ def test_cohort_shows_the_latest_tier_evaluation(
             }
         )
     )
-    monkeypatch.setattr(agent.report, "TIER_EVALUATION", results)
+    monkeypatch.setattr(agent.report.cohort, "TIER_EVALUATION", results)
     data = build_report(rec, users=["42"], k=5)
     c = data.cohort
     assert c is not None and c.tier_evaluation_source == "agent.json of 2026-01-02T03:04:05+00:00"

@@ -226,7 +226,7 @@ def test_python_api_results_exceptions_and_settings(planted, workspace, provider
     texts = [repr(rec.settings), str(rec.settings), rec.settings.model_dump_json()]
     for mode in ("401", "500", "ok"):
         provider.mode = mode
-        rec._cache.clear()
+        rec.cache.clear()
         rec.chain.breakers["remote"].success()
         res = rec.recommend(user_id="42", k=5, llm="remote")
         texts += [res.model_dump_json(), repr(res)]

@@ -1,15 +1,17 @@
-"""Rank fusion of the model's order and the LLM's order."""
+"""Weighted reciprocal-rank fusion of rankings (model, query, LLM)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
 
 RRF_K = 60.0
+T = TypeVar("T", bound=Hashable)
 
 
 def reciprocal_rank_fusion(
-    orders: Sequence[Sequence[str]], weights: Sequence[float], k: float = RRF_K
-) -> dict[str, float]:
+    orders: Sequence[Sequence[T]], weights: Sequence[float], k: float = RRF_K
+) -> dict[T, float]:
     """Weighted reciprocal-rank fusion: ``score(i) = sum_j w_j / (k + rank_j(i))``.
 
     Items missing from an order get no contribution from it.
@@ -22,7 +24,7 @@ def reciprocal_rank_fusion(
     Returns:
         Fused scores by item id.
     """
-    scores: dict[str, float] = {}
+    scores: dict[T, float] = {}
     for order, w in zip(orders, weights, strict=True):
         if w == 0:
             continue
