@@ -364,7 +364,11 @@ def main() -> None:
         text = text_embeddings(ds)
         results.update(dataset=dataset, embed_seconds=time.perf_counter() - t0)
         for protocol in args.protocols:
-            split = split_dataset(ds, protocol, seed=2020)
+            try:
+                split = split_dataset(ds, protocol, seed=2020)
+            except ValueError as exc:  # e.g. loo on a dataset without timestamps
+                print(f"{protocol}: skipped ({exc})", flush=True)
+                continue
             prefix = f"mtrec-{dataset}-{protocol}"
             if args.baselines_only:
                 if protocol not in protocols:

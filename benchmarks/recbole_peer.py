@@ -1033,14 +1033,24 @@ def main(argv: list[str] | None = None) -> int:
         previous = dict(doc["results"])
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _raise_interrupted)
+    splits: dict[str, Any] = {}
+    for protocol in args.protocols:
+        try:
+            splits[protocol] = split_dataset(ds, protocol)
+        except ValueError as exc:  # e.g. loo on a dataset without timestamps
+            splits[protocol] = None
+            log(f"{protocol}: skipped ({exc})")
     if args.check_split:
-        checked = check_split(ds, dataset_slug, args.protocols, venv, work, data_root, wheel_root)
+        protocols = [p for p in args.protocols if splits[p] is not None]
+        checked = check_split(ds, dataset_slug, protocols, venv, work, data_root, wheel_root)
         with locked_doc(args.output) as doc:
             doc.setdefault("split_check", {}).setdefault(dataset_slug, {}).update(checked)
     for model in args.models:
         for protocol in args.protocols:
             key = f"{dataset_slug}/{protocol}/{model}"
-            split = split_dataset(ds, protocol)
+            split = splits[protocol]
+            if split is None:
+                continue
             if args.rescore_only:
                 entry = previous.get(key)
                 if not entry or entry.get("status") != "ok":
