@@ -54,6 +54,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -885,8 +886,9 @@ def locked_doc(path: Path) -> Iterator[dict]:
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    DEFAULT_WORK.mkdir(parents=True, exist_ok=True)  # the lock lives in the ignored work dir
-    with open(DEFAULT_WORK / f"{path.name}.lock", "w") as lock:
+    # One lock per results file, whichever copy of this script runs, outside the repository.
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"recbole_peer-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         doc = _load_doc(path)
         yield doc
