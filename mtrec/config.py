@@ -23,6 +23,10 @@ class ModelConfig(BaseModel):
         task_experts: Task-specific experts per task under PLE.
         text_dim: Width of the item text embeddings fed to the item tower (0 = no text).
         use_item_id: Whether the item tower has a learned id embedding (off = content only).
+        whole_history: Whether the whole-history (set) channel also reads the interactions
+            before the last ``max_history`` (off: it reads the sequence window only).
+        set_dropout: Share of interactions the whole-history channel drops while training.
+        seen_bias: A learned engagement-logit offset for items already in the history.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -38,6 +42,9 @@ class ModelConfig(BaseModel):
     task_experts: int = 1
     text_dim: int = 384
     use_item_id: bool = True
+    whole_history: bool = True
+    set_dropout: float = 0.0
+    seen_bias: bool = True
 
 
 class TrainConfig(BaseModel):
@@ -52,6 +59,18 @@ class TrainConfig(BaseModel):
         future_window: The engagement target at step t is the next ``future_window``
             items (1 = classic next-item). A wider window also teaches which items a user
             will have later, not only next, which is what random held-out splits ask.
+        window_stride: Steps between the ends of a user's training windows (0 = half of
+            ``max_history``).
+        supervise_once: Each interaction is a supervised position in one window only (the
+            one where it has the most context), instead of in every window that holds it.
+        objective: ``sequence`` trains on causal windows (the next ``future_window`` items
+            after each position); ``set`` on set-completion samples (each epoch, a random part
+            of each user's history as input, the rest as targets); ``both`` on both.
+        set_keep: Share of a user's interactions kept as input in a set-completion sample.
+        set_max_targets: Held-out items per set-completion sample (a random subset beyond).
+        set_repeats: Set-completion samples per user and epoch (each a fresh random split).
+        aux_targets: Which targets train the like and rating heads: ``next`` (the next item
+            of each position) or ``all`` (every target item with a label).
         history_order: ``time`` trains on time-ordered histories (next items); ``shuffled``
             re-shuffles each user's training items every epoch, so the targets after each
             position are a random subset of the rest of the history: set completion, which is
@@ -65,6 +84,8 @@ class TrainConfig(BaseModel):
         seed: Seed for initialisation, batching and dropout.
         device: ``cpu``, ``cuda`` or ``auto``.
         threads: Torch CPU threads (0 = torch's default).
+        select_fusion: After training, choose the fusion weights (``MTRecConfig.fusion``) on
+            the validation rows (needs a split).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -75,6 +96,13 @@ class TrainConfig(BaseModel):
     weight_decay: float = 1e-4
     patience: int = 4
     future_window: int = 8
+    window_stride: int = 0
+    supervise_once: bool = False
+    objective: Literal["sequence", "set", "both"] = "sequence"
+    set_keep: float = 0.5
+    set_max_targets: int = 128
+    set_repeats: int = 1
+    aux_targets: Literal["next", "all"] = "next"
     history_order: Literal["time", "shuffled"] = "time"
     task_weights: dict[str, float] = Field(
         default_factory=lambda: {"engagement": 1.0, "like": 0.2, "rating": 0.2, "category": 0.2}
@@ -86,6 +114,30 @@ class TrainConfig(BaseModel):
     seed: int = 2020
     device: Literal["cpu", "cuda", "auto"] = "auto"
     threads: int = 0
+    select_fusion: bool = True
+
+
+class FusionConfig(BaseModel):
+    """How the task heads combine into one ranking score, chosen on validation after training.
+
+    ``score = engagement logit + like * logit(p_like) + rating * (predicted rating - 3)``
+    (the agent's ``fused_model_score``; the constant 3 shifts every item alike).
+
+    Attributes:
+        like: Weight of the like head's logit.
+        rating: Weight of the predicted rating.
+        utility: What the weights were chosen to maximise.
+        selected_on: Where they were chosen (never test); empty = not selected (the defaults).
+        valid: The validation figures behind the choice (engagement alone and fused).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    like: float = 0.0
+    rating: float = 0.0
+    utility: str = ""
+    selected_on: str = ""
+    valid: dict[str, float] = Field(default_factory=dict)
 
 
 class MTRecConfig(BaseModel):
@@ -96,6 +148,7 @@ class MTRecConfig(BaseModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     protocol: Literal["loo", "random"] = "loo"
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
 
     @classmethod
     def for_protocol(cls, protocol: str, **overrides: object) -> MTRecConfig:

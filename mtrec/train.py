@@ -32,7 +32,7 @@ import numpy as np
 import torch.distributed as dist
 
 from mtrec.config import MTRecConfig
-from mtrec.training import RESUME_FILE, EpochLog, resolve_device, train_multitask
+from mtrec.training import RESUME_FILE, EpochLog, from_rank0, resolve_device, train_multitask
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,14 +84,6 @@ def same_run(out: Path, cfg: MTRecConfig) -> bool:
     return saved.is_file() and json.loads(saved.read_text()) == json.loads(cfg.model_dump_json())
 
 
-def _broadcast(value: Any, distributed: bool) -> Any:
-    if not distributed:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     """Train and (on rank 0) save the model; returns the summary on rank 0, else None."""
     from mtrec.data import load_dataset
@@ -125,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             resume = not args.no_resume and same_run(args.out, model.config)
             if not resume:
                 (args.out / RESUME_FILE).unlink(missing_ok=True)
-        resume = _broadcast(resume, distributed)
+        resume = from_rank0(resume, distributed)
         valid_users = None
         if args.valid_users:
             users = np.unique(ds.user_idx[split.valid])

@@ -22,11 +22,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from mtrec.config import FusionConfig
 from mtrec.data.history import History, user_histories
 from mtrec.data.schema import Dataset
 from mtrec.evaluation.evaluator import evaluate_ranking
 from mtrec.evaluation.protocols import Split
-from mtrec.model.batching import TrainingWindows, make_windows
+from mtrec.model.batching import SetSamples, TrainingWindows, make_set_samples, make_windows
 from mtrec.model.multitask import MultiTaskModel
 from mtrec.model.network import TASKS, rating_bucket
 
@@ -52,6 +53,7 @@ class TrainResult:
     best_ndcg10: float = 0.0
     seconds: float = 0.0
     resumed_from: int = 0
+    fusion_seconds: float = 0.0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -62,8 +64,47 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+Batch = TrainingWindows | SetSamples
+
+
+@dataclass
+class _Supervised:
+    """The supervised positions of one batch: P states and their (P, W) targets.
+
+    ``rows`` and ``cols`` locate each state in the batch's (B, L) grid; a position sees the
+    row's window up to ``cols`` and the row's earlier bag.
+    """
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    targets: torch.Tensor
+    values: torch.Tensor
+    likes: torch.Tensor
+
+
+def _supervised(batch: Batch, valid: torch.Tensor) -> _Supervised:
+    if isinstance(batch, SetSamples):
+        rows = torch.nonzero(batch.targets[:, 0] >= 0).squeeze(1)
+        cols = torch.full_like(rows, valid.shape[1] - 1)
+        return _Supervised(
+            rows,
+            cols,
+            batch.targets[rows],
+            batch.target_values[rows],
+            batch.target_likes[rows],
+        )
+    rows, cols = torch.nonzero((batch.targets[..., 0] >= 0) & valid, as_tuple=True)
+    return _Supervised(
+        rows,
+        cols,
+        batch.targets[rows, cols],
+        batch.target_values[rows, cols],
+        batch.target_likes[rows, cols],
+    )
+
+
 class _Losses:
-    """Computes the four task losses for one batch of windows."""
+    """Computes the four task losses for one batch of windows or set-completion samples."""
 
     def __init__(self, model: MultiTaskModel, category_matrix: torch.Tensor) -> None:
         self.model = model
@@ -71,22 +112,41 @@ class _Losses:
         self.cfg = model.config.train
         self.cats = category_matrix  # (n_items + 1, C), pad row zero
 
-    def __call__(self, batch: TrainingWindows, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def _seen(self, batch: Batch, sup: _Supervised, col_of, n_cols: int) -> torch.Tensor:
+        """(P, n_cols) 1 where a column's item is in what position p has read, else 0."""
+        x = batch.inputs
+        length = x.items.shape[1]
+        window = x.items[sup.rows]  # (P, L)
+        read = torch.arange(length, device=window.device)[None, :] <= sup.cols[:, None]
+        cols = torch.where(read, col_of(window), n_cols)
+        hit = torch.zeros(len(sup.rows), n_cols + 1, device=window.device)
+        hit.scatter_(1, cols.clamp(max=n_cols), 1.0)
+        if x.earlier is not None and len(x.earlier.items):
+            per_row = torch.zeros(x.items.shape[0], n_cols + 1, device=window.device)
+            bag_cols = col_of(x.earlier.items).clamp(max=n_cols)
+            per_row[x.earlier.sample_ids(), bag_cols] = 1.0
+            hit = torch.maximum(hit, per_row[sup.rows])
+        return hit[:, :n_cols]
+
+    def __call__(self, batch: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
         net, cfg = self.net, self.cfg
         x = batch.inputs
-        state, valid = net.encode(x.items, x.events, rating_bucket(x.values))
-        has_target = (batch.targets[..., 0] >= 0) & valid
-        tgt = batch.targets[has_target]  # (P, W)
+        state, valid = net.encode(x.items, x.events, rating_bucket(x.values), x.earlier)
+        sup = _supervised(batch, valid)
+        tgt = sup.targets  # (P, W)
         tmask = tgt >= 0
-        interest = state.interest[has_target]  # (P, d)
+        interest = state.interest[sup.rows, sup.cols]  # (P, d)
         n_items = net.n_items
-        nxt = tgt[:, 0]
         if n_items <= cfg.full_softmax_max_items:
             vectors = net.items.all_vectors()
-            biases = net.items.all_biases()
-            logp = torch.log_softmax(interest @ vectors.T + biases, dim=-1)
+            logits = interest @ vectors.T + net.items.all_biases()
+            if net.seen_bias is not None:
+                logits = logits + net.seen_bias * self._seen(batch, sup, lambda i: i, n_items)
+            logp = torch.log_softmax(logits, dim=-1)
             picked = logp.gather(1, tgt.clamp(min=0))
-            v_next = vectors[nxt]
+
+            def vectors_of(items: torch.Tensor) -> torch.Tensor:
+                return vectors[items]
         else:
             # Sampled softmax over this batch's targets plus shared uniform negatives. Only
             # these items' vectors are computed: the item tower over the whole catalog at every
@@ -94,31 +154,49 @@ class _Losses:
             negs = torch.randint(0, n_items, (cfg.sampled_negatives,), generator=gen)
             cand = torch.unique(torch.cat([tgt[tmask], negs.to(tgt.device)]))
             cand_vectors = net.items(cand)
-            cand_biases = net.items.bias.weight[cand, 0]
-            logp = torch.log_softmax(interest @ cand_vectors.T + cand_biases, dim=-1)
-            pos = torch.searchsorted(cand, tgt.clamp(min=0))
-            picked = logp.gather(1, pos.clamp(max=len(cand) - 1))
-            # Every next item is a target, so it is among the candidates.
-            v_next = cand_vectors[torch.searchsorted(cand, nxt.contiguous())]
+            logits = interest @ cand_vectors.T + net.items.bias.weight[cand, 0]
+            if net.seen_bias is not None:
+
+                def col_of(items: torch.Tensor) -> torch.Tensor:
+                    at = torch.searchsorted(cand, items).clamp(max=len(cand) - 1)
+                    return torch.where(cand[at] == items, at, len(cand))
+
+                logits = logits + net.seen_bias * self._seen(batch, sup, col_of, len(cand))
+            logp = torch.log_softmax(logits, dim=-1)
+            # Every target is among the candidates.
+            pos = torch.searchsorted(cand, tgt.clamp(min=0)).clamp(max=len(cand) - 1)
+            picked = logp.gather(1, pos)
+
+            def vectors_of(items: torch.Tensor) -> torch.Tensor:
+                return cand_vectors[torch.searchsorted(cand, items)]
+
         losses = {"engagement": -(picked * tmask).sum() / tmask.sum().clamp(min=1)}
 
-        like = batch.next_like[has_target]
-        value = batch.next_value[has_target]
-        known_like = ~torch.isnan(like)
+        # The like and rating heads: on the next item of each position, or on every target.
+        values, likes, aux_tgt = sup.values, sup.likes, tgt
+        if cfg.aux_targets == "next" and isinstance(batch, TrainingWindows):
+            values, likes, aux_tgt = values[:, :1], likes[:, :1], tgt[:, :1]
+        known_like = (likes >= 0) & (aux_tgt >= 0)
         if known_like.any():
-            logit = net.like_logit(state.like[has_target][known_like], v_next[known_like])
-            losses["like"] = F.binary_cross_entropy_with_logits(logit, like[known_like])
-        rated = ~torch.isnan(value)
+            p_idx, w_idx = torch.nonzero(known_like, as_tuple=True)
+            logit = net.like_logit(
+                state.like[sup.rows[p_idx], sup.cols[p_idx]], vectors_of(aux_tgt[p_idx, w_idx])
+            )
+            losses["like"] = F.binary_cross_entropy_with_logits(logit, likes[p_idx, w_idx].float())
+        rated = ~torch.isnan(values) & (aux_tgt >= 0)
         if rated.any():
-            pred = net.rating(state.rating[has_target][rated], v_next[rated])
-            losses["rating"] = F.mse_loss(pred, value[rated])
+            p_idx, w_idx = torch.nonzero(rated, as_tuple=True)
+            pred = net.rating(
+                state.rating[sup.rows[p_idx], sup.cols[p_idx]], vectors_of(aux_tgt[p_idx, w_idx])
+            )
+            losses["rating"] = F.mse_loss(pred, values[p_idx, w_idx])
         if self.cats.shape[1] > 0:
             mix = (self.cats[tgt.clamp(min=0)] * tmask[..., None]).sum(1)  # (P, C)
             total = mix.sum(-1, keepdim=True)
             ok = total.squeeze(-1) > 0
             if ok.any():
                 mix = mix[ok] / total[ok]
-                logq = torch.log_softmax(state.category_logits[has_target][ok], dim=-1)
+                logq = torch.log_softmax(state.category_logits[sup.rows, sup.cols][ok], dim=-1)
                 losses["category"] = -(mix * logq).sum(-1).mean()
         return losses
 
@@ -142,22 +220,9 @@ class _LossModule(nn.Module):
         else:
             self.register_buffer("log_vars", log_vars)
 
-    def forward(
-        self,
-        items: torch.Tensor,
-        events: torch.Tensor,
-        values: torch.Tensor,
-        targets: torch.Tensor,
-        next_value: torch.Tensor,
-        next_like: torch.Tensor,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        from mtrec.model.batching import PaddedHistories
-
-        batch = TrainingWindows(
-            PaddedHistories(items, events, values), targets, next_value, next_like
-        )
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         losses = self.losses(batch, self.gen)
-        total = torch.zeros((), device=targets.device)
+        total = torch.zeros((), device=batch.targets.device)
         for t, loss in losses.items():
             if self.cfg.uncertainty_weighting:
                 k = TASKS.index(t)
@@ -204,8 +269,29 @@ def train_multitask(
         A ``TrainResult``; ``model`` holds the best weights.
     """
     cfg = model.config.train
+    before = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    try:
+        return _train(
+            model, ds, train_rows, split, checkpoint_dir, resume, on_epoch, on_step, valid_users
+        )
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(
+    model: MultiTaskModel,
+    ds: Dataset,
+    train_rows: np.ndarray,
+    split: Split | None,
+    checkpoint_dir: str | Path | None,
+    resume: bool,
+    on_epoch: Callable[[EpochLog], None] | None,
+    on_step: Callable[[int, int, dict[str, float]], None] | None,
+    valid_users: np.ndarray | None,
+) -> TrainResult:
+    cfg = model.config.train
     distributed, rank, world = distributed_context()
     main = rank == 0
     device = resolve_device(cfg.device)
@@ -225,15 +311,37 @@ def train_multitask(
         net.rating_mean.fill_(float(train_ratings.mean()))
     hist = user_histories(ds, train_rows)
 
+    mcfg = model.config.model
+    use_windows = cfg.objective in ("sequence", "both")
+    use_sets = cfg.objective in ("set", "both")
+
     def epoch_windows() -> TrainingWindows:
         h = hist
         if cfg.history_order == "shuffled":
             h = [_permuted(x, rng) for x in hist]
         return make_windows(
-            h, model.config.model.max_history, cfg.future_window, ds.n_items, cfg.like_threshold
+            h,
+            mcfg.max_history,
+            cfg.future_window,
+            ds.n_items,
+            cfg.like_threshold,
+            stride=cfg.window_stride or None,
+            earlier=mcfg.whole_history,
+            once=cfg.supervise_once,
         )
 
-    windows = epoch_windows()
+    def epoch_sets() -> SetSamples:
+        return make_set_samples(
+            list(hist) * cfg.set_repeats,
+            mcfg.max_history,
+            ds.n_items,
+            cfg.like_threshold,
+            rng,
+            keep=cfg.set_keep,
+            max_targets=cfg.set_max_targets,
+        )
+
+    windows = epoch_windows() if use_windows else None
     cats = torch.cat(
         [torch.as_tensor(ds.category_matrix()), torch.zeros(1, len(ds.categories))]
     ).to(device)
@@ -272,21 +380,27 @@ def train_multitask(
         if split is not None and stale >= cfg.patience:
             break
         t_epoch = time.perf_counter()
-        if cfg.history_order == "shuffled" and epoch > start_epoch:
+        if windows is not None and cfg.history_order == "shuffled" and epoch > start_epoch:
             windows = epoch_windows()
+        sets = epoch_sets() if use_sets else None
         net.train()
         model.invalidate_cache()
         sums: dict[str, float] = dict.fromkeys(TASKS, 0.0)
         counts: dict[str, int] = dict.fromkeys(TASKS, 0)
-        order = _epoch_order(len(windows), rng, distributed, rank, world, cfg.seed, epoch)
-        steps = (len(order) + cfg.batch_size - 1) // cfg.batch_size
-        for step, start in enumerate(range(0, len(order), cfg.batch_size), start=1):
-            idx = order[start : start + cfg.batch_size]
-            batch = _take(windows, idx, device)
-            x = batch.inputs
-            total, losses = step_fn(
-                x.items, x.events, x.values, batch.targets, batch.next_value, batch.next_like
-            )
+        plan = _epoch_plan(
+            [s for s in (windows, sets) if s is not None],
+            cfg.batch_size,
+            rng,
+            distributed,
+            rank,
+            world,
+            cfg.seed,
+            epoch,
+        )
+        steps = len(plan)
+        for step, (samples, idx) in enumerate(plan, start=1):
+            batch = samples.take(idx).to(device)
+            total, losses = step_fn(batch)
             for t, loss in losses.items():
                 sums[t] += float(loss)
                 counts[t] += 1
@@ -306,10 +420,7 @@ def train_multitask(
                 valid = evaluate_ranking(
                     model, ds, split, "valid", ks=(10,), users=valid_users, beyond_accuracy=False
                 )
-            if distributed:
-                box = [valid]
-                dist.broadcast_object_list(box, src=0)
-                valid = box[0]
+            valid = from_rank0(valid, distributed)
             if valid["ndcg@10"] > result.best_ndcg10:
                 result.best_ndcg10, result.best_epoch, stale = valid["ndcg@10"], epoch, 0
                 best_state = copy.deepcopy(net.state_dict())
@@ -334,33 +445,62 @@ def train_multitask(
         result.best_epoch = result.epochs[-1].epoch
     net.eval()
     model.invalidate_cache()
+    if split is not None and cfg.select_fusion and len(split.valid):
+        chosen = None
+        if main:
+            from mtrec.selection import select_fusion
+
+            t_fusion = time.perf_counter()
+            chosen = select_fusion(model, ds, split)
+            result.fusion_seconds = time.perf_counter() - t_fusion
+        model.config.fusion = FusionConfig(**from_rank0(chosen, distributed))
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _epoch_order(
-    n: int,
+def _epoch_plan(
+    sample_sets: list[Batch],
+    batch_size: int,
     rng: np.random.Generator,
     distributed: bool,
     rank: int,
     world: int,
     seed: int,
     epoch: int,
-) -> torch.Tensor:
-    """This process's window indices for one epoch, in training order.
+) -> list[tuple[Batch, torch.Tensor]]:
+    """This process's batches for one epoch: each sample set cut into batches of its own
+    kind, the batches of all sets interleaved in an order every rank shares.
 
-    One process: a permutation from ``rng``. Distributed: ``DistributedSampler``'s shard (all
-    shards have the same length, so every rank runs the same number of steps).
+    One process: each set in a permutation from ``rng``. Distributed: each set's
+    ``DistributedSampler`` shard (all shards have the same length, so every rank runs the
+    same number of steps).
     """
-    if not distributed:
-        return torch.as_tensor(rng.permutation(n))
     from torch.utils.data import DistributedSampler
 
-    sampler = DistributedSampler(
-        range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False
-    )
-    sampler.set_epoch(epoch)
-    return torch.as_tensor(list(sampler), dtype=torch.int64)
+    plan = []
+    for k, samples in enumerate(sample_sets):
+        if distributed:
+            sampler = DistributedSampler(
+                range(len(samples)), world, rank, shuffle=True, seed=seed + k, drop_last=False
+            )
+            sampler.set_epoch(epoch)
+            order = torch.as_tensor(list(sampler), dtype=torch.int64)
+        else:
+            order = torch.as_tensor(rng.permutation(len(samples)))
+        plan += [(samples, order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+    if len(sample_sets) > 1:
+        shared = np.random.default_rng([seed, epoch])  # the same on every rank
+        plan = [plan[i] for i in shared.permutation(len(plan))]
+    return plan
+
+
+def from_rank0(value: object, distributed: bool) -> object:
+    """Rank 0's ``value`` on every rank (the value itself outside distributed runs)."""
+    if not distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def _all_reduce_sums(
@@ -383,18 +523,6 @@ def _all_reduce_sums(
 def _permuted(h: History, rng: np.random.Generator) -> History:
     p = rng.permutation(len(h))
     return History(h.items[p], h.events[p], h.values[p])
-
-
-def _take(w: TrainingWindows, idx: torch.Tensor, device: torch.device) -> TrainingWindows:
-    from mtrec.model.batching import PaddedHistories
-
-    x = w.inputs
-    return TrainingWindows(
-        PaddedHistories(x.items[idx], x.events[idx], x.values[idx]).to(device),
-        w.targets[idx].to(device),
-        w.next_value[idx].to(device),
-        w.next_like[idx].to(device),
-    )
 
 
 def _save_resume(ckpt: Path, net, opt, log_vars, best_state, stale, result, epoch, gen, rng):

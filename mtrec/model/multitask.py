@@ -86,13 +86,13 @@ class MultiTaskModel(BaseModel):
             raise ValueError(f"text embeddings have {text.shape[0]} rows for {ds.n_items} items")
         config = config.model_copy(deep=True)
         config.model.text_dim = 0 if text is None else int(text.shape[1])
-        ratings = ds.value[~np.isnan(ds.value)]
+        # The rating head's offset stays a neutral 3.5 here: ``train_multitask`` sets it to the
+        # mean of the training rows (a mean over all rows would carry test ratings).
         net = MultiTaskNet(
             config.model,
             ds.n_items,
             None if text is None else torch.as_tensor(text, dtype=torch.float32),
             torch.as_tensor(ds.category_matrix()),
-            float(ratings.mean()) if len(ratings) else 3.5,
         )
         return cls(config, net, ds.item_ids, [u.user_id for u in ds.users], ds.categories)
 
@@ -158,10 +158,24 @@ class MultiTaskModel(BaseModel):
 
     @torch.inference_mode()
     def user_state(self, histories: Sequence[History]) -> UserState:
-        """Users' states after their whole histories; every field is (B, ...)."""
+        """Users' states after their whole histories; every field is (B, ...).
+
+        The sequence encoder reads the last ``max_history`` interactions; the whole-history
+        channel reads all of them.
+        """
         p = pad_histories(histories, self.config.model.max_history, self.n_items).to(self.device)
-        state, _ = self.net.encode(p.items, p.events, rating_bucket(p.values))
-        return UserState(*(getattr(state, f)[:, -1] for f in state.__dataclass_fields__))
+        state, _ = self.net.encode(p.items, p.events, rating_bucket(p.values), p.earlier)
+        width = max((len(h) for h in histories), default=0)
+        seen = np.full((len(histories), max(width, 1)), self.n_items, np.int64)
+        for r, h in enumerate(histories):
+            seen[r, : len(h)] = h.items
+        return UserState(
+            interest=state.interest[:, -1],
+            like=state.like[:, -1],
+            rating=state.rating[:, -1],
+            category_logits=state.category_logits[:, -1],
+            seen=torch.as_tensor(seen, device=self.device),
+        )
 
     @torch.inference_mode()
     def item_vectors_tensor(self) -> torch.Tensor:
@@ -175,8 +189,46 @@ class MultiTaskModel(BaseModel):
 
     @torch.inference_mode()
     def engagement_logits(self, state: UserState) -> torch.Tensor:
-        """(B, n_items) engagement logits ``u . v_item + b_item`` of users' states."""
-        return state.interest @ self.item_vectors_tensor().T + self.net.items.all_biases()
+        """(B, n_items) engagement logits ``u . v_item + b_item`` of users' states, plus the
+        learned seen-item bias on the items of each user's history."""
+        logits = state.interest @ self.item_vectors_tensor().T + self.net.items.all_biases()
+        seen = self.net.seen_logit_bias(state.seen, self.n_items)
+        return logits if seen is None else logits + seen
+
+    @torch.inference_mode()
+    def fused_logits(
+        self,
+        state: UserState,
+        like: float | None = None,
+        rating: float | None = None,
+        chunk: int = 4096,
+    ) -> torch.Tensor:
+        """(B, n_items) ``engagement logit + like * like logit + rating * (rating - 3)`` over
+        the whole catalog (``config.fusion``'s weights unless given; both 0 = engagement)."""
+        like = self.config.fusion.like if like is None else like
+        rating = self.config.fusion.rating if rating is None else rating
+        out = self.engagement_logits(state)
+        if not like and not rating:
+            return out
+        like_logit, predicted = self.head_scores(state, chunk)
+        return out + like * like_logit + rating * (predicted - 3.0)
+
+    @torch.inference_mode()
+    def head_scores(self, state: UserState, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(like_logit, rating)``, each (B, n_items): the like and rating heads on every item."""
+        vectors = self.item_vectors_tensor()
+        b, n = state.like.shape[0], self.n_items
+        like = torch.empty(b, n, device=self.device)
+        rating = torch.empty(b, n, device=self.device)
+        for start in range(0, n, chunk):
+            v = vectors[start : start + chunk][None].expand(b, -1, -1)
+            like[:, start : start + chunk] = self.net.like_logit(
+                state.like[:, None, :].expand(-1, v.shape[1], -1), v
+            )
+            rating[:, start : start + chunk] = self.net.rating(
+                state.rating[:, None, :].expand(-1, v.shape[1], -1), v
+            )
+        return like, rating
 
     @torch.inference_mode()
     def score(self, users: np.ndarray, histories: Sequence[History]) -> np.ndarray:

@@ -9,6 +9,7 @@ from torch import nn
 
 from mtrec.config import ModelConfig
 from mtrec.data.schema import NUM_EVENT_TYPES
+from mtrec.model.batching import Bag
 from mtrec.model.item_tower import ItemTower
 from mtrec.model.mixture import TaskMixture
 from mtrec.model.user_encoder import RATING_BUCKETS, UserEncoder
@@ -25,12 +26,15 @@ class UserState:
         like: (..., dim) input of the like head.
         rating: (..., dim) input of the rating head.
         category_logits: (..., n_categories) category-interest logits.
+        seen: (B, S) int64 every item of each user's history, right-padded with ``n_items``
+            (the input of the learned seen-item bias); None inside training.
     """
 
     interest: torch.Tensor
     like: torch.Tensor
     rating: torch.Tensor
     category_logits: torch.Tensor
+    seen: torch.Tensor | None = None
 
 
 class _PairHead(nn.Module):
@@ -79,6 +83,7 @@ class MultiTaskNet(nn.Module):
             cfg.layers,
             cfg.heads,
             cfg.dropout,
+            cfg.set_dropout,
         )
         self.mixture = TaskMixture(
             cfg.dim, TASKS, cfg.mixture, cfg.experts, cfg.task_experts, cfg.dropout
@@ -88,9 +93,17 @@ class MultiTaskNet(nn.Module):
         self.rating_head = _PairHead(cfg.dim, cfg.dropout)
         self.category_head = nn.Linear(cfg.dim, max(self.n_categories, 1))
         self.register_buffer("rating_mean", torch.tensor(float(rating_mean)))
+        # Added to the engagement logit of every item already in the history. Learned: on a
+        # catalog people do not revisit (ml-100k) it becomes strongly negative, on one they do
+        # it can be positive. It changes nothing where evaluation masks the history.
+        self.seen_bias = nn.Parameter(torch.zeros(())) if cfg.seen_bias else None
 
     def encode(
-        self, items: torch.Tensor, events: torch.Tensor, ratings: torch.Tensor
+        self,
+        items: torch.Tensor,
+        events: torch.Tensor,
+        ratings: torch.Tensor,
+        earlier: Bag | None = None,
     ) -> tuple[UserState, torch.Tensor]:
         """Encode left-padded histories at every position.
 
@@ -98,12 +111,26 @@ class MultiTaskNet(nn.Module):
             items: (B, L) int64 item ids, pad = n_items.
             events: (B, L) int64 event codes, pad = NUM_EVENT_TYPES.
             ratings: (B, L) int64 rating buckets in [0, RATING_BUCKETS).
+            earlier: Each row's interactions before its window, read by the whole-history
+                channel (ignored when ``whole_history`` is off).
 
         Returns:
             The per-position ``UserState`` (each field (B, L, ...)) and the (B, L) valid mask.
         """
         valid = items != self.n_items
-        h = self.encoder(self.items(items), events, ratings, valid)
+        early = None
+        if earlier is not None and self.cfg.whole_history and len(earlier.items):
+            x = self.encoder.set_inputs(self.items(earlier.items), rating_bucket(earlier.values))
+            keep = torch.ones(len(x), 1, device=x.device, dtype=x.dtype)
+            if self.training and self.cfg.set_dropout > 0:
+                keep = (torch.rand(len(x), 1, device=x.device) >= self.cfg.set_dropout).to(x.dtype)
+            # Per-row sums as differences of one running sum (deterministic, unlike a
+            # scatter-add over threads).
+            run = torch.cumsum(torch.cat([torch.zeros_like(x[:1]), x * keep]), 0)
+            runs = torch.cumsum(torch.cat([torch.zeros_like(keep[:1]), keep]), 0)[:, 0]
+            lo, hi = earlier.offsets[:-1], earlier.offsets[1:]
+            early = (run[hi] - run[lo], runs[hi] - runs[lo])
+        h = self.encoder(self.items(items), events, ratings, valid, early)
         mixed = self.mixture(h)
         # The residual keeps the encoder's sequential signal in the interest vector.
         interest = h + self.interest_tower(mixed["engagement"])
@@ -114,6 +141,19 @@ class MultiTaskNet(nn.Module):
             category_logits=self.category_head(mixed["category"]),
         )
         return state, valid
+
+    def seen_logit_bias(self, seen: torch.Tensor | None, n_cols: int) -> torch.Tensor | None:
+        """(B, n_cols) the seen-item bias for a (B, n_cols) logit matrix, or None.
+
+        Args:
+            seen: (B, S) column index of each seen item; ``n_cols`` or more = none.
+            n_cols: Columns of the logit matrix.
+        """
+        if self.seen_bias is None or seen is None:
+            return None
+        hit = torch.zeros(seen.shape[0], n_cols + 1, device=seen.device)
+        hit.scatter_(1, seen.clamp(max=n_cols), 1.0)
+        return hit[:, :n_cols] * self.seen_bias
 
     def like_logit(self, state_like: torch.Tensor, item_vectors: torch.Tensor) -> torch.Tensor:
         return self.like_head(state_like, item_vectors)

@@ -44,6 +44,8 @@ class UserEncoder(nn.Module):
         layers: Number of layers.
         heads: Attention heads.
         dropout: Dropout.
+        set_dropout: Share of interactions the whole-history channel drops while training
+            (denoising, as Mult-DAE).
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class UserEncoder(nn.Module):
         layers: int = 2,
         heads: int = 2,
         dropout: float = 0.2,
+        set_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.kind = kind
@@ -78,10 +81,20 @@ class UserEncoder(nn.Module):
             )
         else:
             raise ValueError(f"unknown encoder {kind!r}; use 'attention' or 'gru'")
-        # The set channel: a causal running mean of the history's item vectors. It carries the
-        # user's overall taste directly, which the sequence channel then refines with order.
-        self.pool_proj = nn.Linear(dim, dim)
+        # The whole-history (set) channel: an MLP over the causal running mean of every
+        # interaction so far (item vector + rating embedding), including the ones before the
+        # sequence window. It carries the user's overall taste, which the sequence channel
+        # refines with order; it is what a random held-out split (set completion) asks for.
+        self.set_dropout = set_dropout
+        self.set_rating = nn.Embedding(RATING_BUCKETS, dim)
+        self.set_mlp = nn.Sequential(
+            nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim)
+        )
         self.out_norm = nn.LayerNorm(dim)
+
+    def set_inputs(self, item_vectors: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
+        """What one interaction adds to the whole-history channel: (..., dim)."""
+        return item_vectors + self.set_rating(ratings)
 
     def forward(
         self,
@@ -89,6 +102,7 @@ class UserEncoder(nn.Module):
         events: torch.Tensor,
         ratings: torch.Tensor,
         valid: torch.Tensor,
+        earlier: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Encode every prefix.
 
@@ -97,6 +111,8 @@ class UserEncoder(nn.Module):
             events: (B, L) int64 event codes (pad = n_events).
             ratings: (B, L) int64 rating buckets (0 = none).
             valid: (B, L) bool, False on padding.
+            earlier: ``(sum, count)``: (B, dim) sum of ``set_inputs`` over the interactions
+                before the window and (B,) their number; None when there are none.
 
         Returns:
             (B, L, dim): state after each position; position L-1 is the latest.
@@ -107,9 +123,16 @@ class UserEncoder(nn.Module):
         x = item_vectors + self.event_embedding(events) + self.rating_embedding(ratings)
         x = self.drop(self.input_norm(x + self.position_embedding(pos)[None]))
         x = x * valid[..., None]
-        mask = valid[..., None].to(item_vectors.dtype)
-        running_mean = (item_vectors * mask).cumsum(1) / mask.cumsum(1).clamp(min=1.0)
-        pooled = self.pool_proj(running_mean)
+        keep = valid
+        if self.training and self.set_dropout > 0:
+            keep = keep & (torch.rand(valid.shape, device=valid.device) >= self.set_dropout)
+        mask = keep[..., None].to(item_vectors.dtype)
+        total = (self.set_inputs(item_vectors, ratings) * mask).cumsum(1)
+        count = mask.cumsum(1)
+        if earlier is not None:
+            total = total + earlier[0][:, None, :]
+            count = count + earlier[1][:, None, None].to(count.dtype)
+        pooled = self.set_mlp(total / count.clamp(min=1.0))
         if self.gru is not None:
             out, _ = self.gru(x)
             return self.out_norm(out + pooled)

@@ -1,4 +1,5 @@
-"""The vectorised ``make_windows`` gives exactly what the original per-interaction loop gave."""
+"""The vectorised ``make_windows`` gives exactly what a per-interaction loop gives, and the
+whole-history bags and set-completion samples hold exactly the history they should."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ def reference_make_windows(
     pad_item: int,
     like_threshold: float,
     stride: int | None = None,
-) -> TrainingWindows:
-    """The original implementation (a Python loop over every interaction), kept as the oracle."""
+) -> tuple[TrainingWindows, list[np.ndarray]]:
+    """A Python loop over every interaction, kept as the oracle; also each window's earlier
+    items (the user's interactions before the window)."""
     stride = stride or max(1, length // 2)
     spans: list[tuple[int, int, int]] = []  # (user, start, end)
     for u, h in enumerate(histories):
@@ -40,37 +42,38 @@ def reference_make_windows(
     events = np.full((count, length), NUM_EVENT_TYPES, np.int64)
     values = np.full((count, length), np.nan, np.float32)
     targets = np.full((count, length, window), -1, np.int64)
-    next_value = np.full((count, length), np.nan, np.float32)
-    next_like = np.full((count, length), np.nan, np.float32)
+    target_values = np.full((count, length, window), np.nan, np.float32)
+    target_likes = np.full((count, length, window), -1, np.int8)
+    earlier = []
     for s, (u, start, end) in enumerate(spans):
         h = histories[u]
+        earlier.append(h.items[:start])
         n = end - start
         off = length - n
         items[s, off:] = h.items[start:end]
         events[s, off:] = h.events[start:end]
         values[s, off:] = h.values[start:end]
         for p in range(start, end):
-            fut = h.items[p + 1 : p + 1 + window]
-            if len(fut) == 0:
-                continue
             col = off + p - start
-            targets[s, col, : len(fut)] = fut
-            v, e = h.values[p + 1], h.events[p + 1]
-            next_value[s, col] = v
-            if not np.isnan(v):
-                next_like[s, col] = float(v >= like_threshold)
-            elif e == _LIKE:
-                next_like[s, col] = 1.0
-            elif e == _DISLIKE:
-                next_like[s, col] = 0.0
-    return TrainingWindows(
+            for w, q in enumerate(range(p + 1, min(p + 1 + window, len(h)))):
+                targets[s, col, w] = h.items[q]
+                v, e = h.values[q], h.events[q]
+                target_values[s, col, w] = v
+                if not np.isnan(v):
+                    target_likes[s, col, w] = int(v >= like_threshold)
+                elif e == _LIKE:
+                    target_likes[s, col, w] = 1
+                elif e == _DISLIKE:
+                    target_likes[s, col, w] = 0
+    windows = TrainingWindows(
         PaddedHistories(
             torch.from_numpy(items), torch.from_numpy(events), torch.from_numpy(values)
         ),
         torch.from_numpy(targets),
-        torch.from_numpy(next_value),
-        torch.from_numpy(next_like),
+        torch.from_numpy(target_values),
+        torch.from_numpy(target_likes),
     )
+    return windows, earlier
 
 
 def _histories() -> list[History]:
@@ -102,6 +105,8 @@ def _assert_same(a: TrainingWindows, b: TrainingWindows) -> None:
         (a.inputs.events, b.inputs.events),
         (a.inputs.values, b.inputs.values),
         (a.targets, b.targets),
+        (a.target_values, b.target_values),
+        (a.target_likes, b.target_likes),
         (a.next_value, b.next_value),
         (a.next_like, b.next_like),
     ]:
@@ -116,15 +121,53 @@ def _assert_same(a: TrainingWindows, b: TrainingWindows) -> None:
 def test_vectorised_windows_equal_the_reference(length: int, window: int, stride: int | None):
     hist = _histories()
     pad = 120
-    got = make_windows(hist, length, window, pad, 4.0, stride)
-    want = reference_make_windows(hist, length, window, pad, 4.0, stride)
+    got = make_windows(hist, length, window, pad, 4.0, stride, earlier=True)
+    want, earlier = reference_make_windows(hist, length, window, pad, 4.0, stride)
     assert len(got) == len(want) > 0
     _assert_same(got, want)
+    bag = got.inputs.earlier
+    for s, items in enumerate(earlier):
+        lo, hi = int(bag.offsets[s]), int(bag.offsets[s + 1])
+        np.testing.assert_array_equal(bag.items[lo:hi].numpy(), items)
 
 
 def test_no_histories_and_only_short_ones():
     for hist in ([], [History.from_items([3])]):
         got = make_windows(hist, 6, 2, 10, 4.0)
-        want = reference_make_windows(hist, 6, 2, 10, 4.0)
+        want, _ = reference_make_windows(hist, 6, 2, 10, 4.0)
         assert len(got) == len(want) == 0
         _assert_same(got, want)
+
+
+@pytest.mark.parametrize(("length", "stride"), [(10, None), (7, 2), (5, 5), (4, 1)])
+def test_supervise_once_gives_each_position_targets_in_exactly_one_window(length, stride):
+    hist = _histories()
+    pad = 120
+    every = make_windows(hist, length, 3, pad, 4.0, stride)
+    once = make_windows(hist, length, 3, pad, 4.0, stride, earlier=True, once=True)
+    np.testing.assert_array_equal(once.inputs.items.numpy(), every.inputs.items.numpy())
+    # Count, per (user, interaction), the windows in which it is a supervised position:
+    # each window's supervised cells map back to the history through the earlier bag.
+    user_of = np.repeat(
+        np.arange(len(hist)),
+        [len(make_windows([h], length, 3, pad, 4.0, stride)) for h in hist],
+    )
+    bag = once.inputs.earlier
+
+    def supervised(w: TrainingWindows) -> dict[tuple[int, int], int]:
+        """(user, interaction) -> windows in which it has targets."""
+        counts: dict[tuple[int, int], int] = {}
+        for s in range(len(w)):
+            start = int(bag.offsets[s + 1] - bag.offsets[s])
+            filled = int((w.inputs.items[s] != pad).sum())
+            for c in range(length - filled, length):
+                if w.targets[s, c, 0] >= 0:
+                    key = (int(user_of[s]), start + c - (length - filled))
+                    counts[key] = counts.get(key, 0) + 1
+                    # Targets, where kept, are the same as without ``once``.
+                    assert torch.equal(w.targets[s, c], every.targets[s, c])
+        return counts
+
+    got, want = supervised(once), supervised(every)
+    assert set(got) == set(want)  # the same positions are supervised ...
+    assert set(got.values()) == {1}  # ... each in exactly one window
