@@ -160,8 +160,12 @@ class Recommender:
         assert hist is not None
         return hist
 
-    def record_feedback(self, user_id: str, item_id: str, event: Feedback | str) -> int:
+    def record_feedback(
+        self, user_id: str, item_id: str, event: Feedback | str, event_id: str | None = None
+    ) -> int:
         """Append a durable feedback event; the user's very next request includes it.
+
+        ``event_id`` (a client's id for the event) makes a repeated call store nothing new.
 
         Returns:
             The event's id in the store.
@@ -172,7 +176,8 @@ class Recommender:
         if not str(user_id).strip():
             raise ValueError("user_id must not be empty")
         self.ds.item_index(item_id)
-        return self.feedback_store().add(str(user_id), str(item_id), Feedback.parse(event))
+        store = self.feedback_store()
+        return store.add(str(user_id), str(item_id), Feedback.parse(event), event_id=event_id)
 
     # ---- the pipeline ---------------------------------------------------------------------------
     def recommend(

@@ -11,6 +11,7 @@ import numpy as np
 from rich.progress import Progress
 
 from agent.console import err, progress
+from agent.feedback import FeedbackStore, feedback_interactions, open_feedback_store
 from agent.workspace import Workspace
 from mtrec.config import MTRecConfig
 from mtrec.data.schema import Dataset
@@ -51,8 +52,9 @@ def run_training(
         split = split_dataset(ds, protocol, seed=cfg.train.seed)
         train_rows = split.train
         feedback_rows = 0
-        if with_feedback and ws.feedback_path.is_file():
-            ds, extra = _with_feedback(ws, ds)
+        store = open_feedback_store(ws, create=False) if with_feedback else None
+        if store is not None:
+            ds, extra = _with_feedback(store, ds)
             train_rows = np.concatenate([split.train, extra])
             feedback_rows = len(extra)
         model = MultiTaskModel.create(ds, cfg, text)
@@ -106,11 +108,9 @@ def _config(protocol: str, epochs: int | None, device: str, seed: int | None) ->
     return cfg
 
 
-def _with_feedback(ws: Workspace, ds: Dataset) -> tuple[Dataset, np.ndarray]:
+def _with_feedback(store: FeedbackStore, ds: Dataset) -> tuple[Dataset, np.ndarray]:
     """The dataset with the stored feedback events appended, and the appended rows."""
-    from agent.feedback import FeedbackStore, feedback_interactions
-
-    events = feedback_interactions(FeedbackStore(ws.feedback_path), ds)
+    events = feedback_interactions(store, ds)
     return ds.with_interactions(events)
 
 

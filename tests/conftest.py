@@ -131,3 +131,57 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+def _need(what: str) -> None:
+    """Skip a test whose real part is missing on a developer's machine; fail it in CI."""
+    message = f"{what} (`.ci/run` installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def start_postgres():
+    """A fresh PostgreSQL server (``tests.pg_server``), started; the caller destroys it."""
+    from tests.pg_server import PostgresServer, pg_bindir
+
+    bindir = pg_bindir()
+    if bindir is None:
+        _need("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        _need("psycopg is not installed (pip install -e '.[dev]')")
+    server = PostgresServer(bindir)
+    try:
+        server.init()
+        server.start()
+    except BaseException:
+        server.destroy()
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """A real PostgreSQL on a free loopback port, shared by the session (never killed)."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_url(postgres_server) -> str:
+    """The URL of a fresh, empty database on the session's PostgreSQL."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path):
+    """Each feedback backend in turn, empty (PostgreSQL is started only when asked for)."""
+    from tests.feedback_backends import backend_for
+
+    return backend_for(request.param, tmp_path, request)
