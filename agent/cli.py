@@ -582,12 +582,73 @@ def serve(
         typer.Option("--llm", help="Tier for requests that name none: auto, remote, local, none."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    keys_file: Annotated[
+        Path | None,
+        typer.Option(help="API key hashes (TOML, `mtrec keys add`) [env MTREC_API_KEYS_FILE]."),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Serve a non-loopback address without API keys.")
+    ] = False,
+    rate_limit: Annotated[
+        float | None, typer.Option(help="Requests per minute per API key (default 600).")
+    ] = None,
+    max_body: Annotated[
+        int | None, typer.Option(help="Largest request body in bytes (default 1 MiB).")
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(help="An origin browsers may call the API from (repeatable; default none)."),
+    ] = None,
 ) -> None:
     """HTTP API (POST /recommend /feedback /chat, GET /similar /health, /docs) and chat page /."""
     from agent.server import serve as run_server
 
     err.print(f"loading the model, then serving http://{host}:{port}/ (API: /docs); Ctrl-C stops")
-    run_server(workspace, host, port, workers, _llm_choice(llm) if llm else None, log_level)
+    run_server(
+        workspace,
+        host,
+        port,
+        workers,
+        _llm_choice(llm) if llm else None,
+        log_level,
+        keys_file=keys_file,
+        insecure=insecure,
+        rate_limit=rate_limit,
+        max_body=max_body,
+        cors_origins=cors_origin,
+    )
+
+
+keys_app = typer.Typer(help="API keys of `mtrec serve`.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("add")
+def keys_add(
+    file: Annotated[Path, typer.Option("--file", "-f", help="The keys file (TOML) to append to.")],
+    name: Annotated[str, typer.Option(help="A label for the key (logs and errors name it).")],
+    scopes: Annotated[str, typer.Option(help="read, feedback or read,feedback.")] = "read",
+    user: Annotated[
+        str | None, typer.Option(help="Bind the key to this user id (it acts for no other).")
+    ] = None,
+    rate_per_minute: Annotated[
+        float | None, typer.Option(help="This key's rate limit (default: the server's).")
+    ] = None,
+) -> None:
+    """Make an API key: its hash goes to the keys file, the key itself to stdout, once."""
+    from agent.access import key_entry, new_token, read_keys_file
+
+    wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+    existing = read_keys_file(file) if file.exists() else []
+    if any(k.name == name for k in existing):
+        raise UsageError(f"{file} already has a key named {name!r}")
+    token = new_token()
+    entry = key_entry(name, token, wanted, user, rate_per_minute)
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
+        fh.write(("\n" if existing else "") + entry)
+    err.print(f"added key {name!r} ({', '.join(wanted)}) to {file}; the key (shown once):")
+    print(token)
 
 
 # ---- entry point ------------------------------------------------------------------------------

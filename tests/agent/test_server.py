@@ -1,4 +1,5 @@
-"""The HTTP service against a live ``mtrec serve`` on a free loopback port (real ml-100k)."""
+"""The HTTP service against a live ``mtrec serve`` on a free loopback port (real ml-100k),
+once with each feedback backend (the workspace's SQLite file, a real PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from tests.agent.conftest import free_port
+from tests.feedback_backends import BACKENDS, Backend, backend_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,9 +27,22 @@ def copy_workspace(src: Path, dst: Path) -> Path:
     return dst
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend_name(request) -> str:
+    """Each feedback backend in turn: the module runs once per backend."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def workspace(trained_workspace, tmp_path_factory) -> Path:
+def workspace(backend_name, trained_workspace, tmp_path_factory) -> Path:
+    """A private workspace copy per feedback backend."""
     return copy_workspace(trained_workspace, tmp_path_factory.mktemp("serve") / "ws")
+
+
+@pytest.fixture(scope="module")
+def served_backend(request, backend_name, workspace) -> Backend:
+    """The feedback backend of this module's server."""
+    return backend_for(backend_name, workspace, request)
 
 
 @contextmanager
@@ -71,9 +86,9 @@ def serve_process(
 
 
 @pytest.fixture(scope="module")
-def server(workspace) -> Iterator[str]:
-    """``mtrec serve`` (model-only tier) as a subprocess."""
-    with serve_process(workspace, "--llm", "none") as url:
+def server(workspace, served_backend) -> Iterator[str]:
+    """``mtrec serve`` (model-only tier) as a subprocess, on the module's feedback backend."""
+    with serve_process(workspace, "--llm", "none", env=served_backend.env()) as url:
         yield url
 
 
@@ -131,9 +146,13 @@ def test_similar(client):
     assert len(sims) == 4 and "1" not in ids(sims) and all(s["title"] for s in sims)
 
 
-def test_feedback_creates_the_store_and_changes_the_next_list(client, workspace):
-    assert client.get("/health").json()["feedback_store"] is False
-    assert not (workspace / "feedback.sqlite").exists()
+def test_feedback_creates_the_store_and_changes_the_next_list(client, workspace, served_backend):
+    health = client.get("/health").json()
+    on_pg = served_backend.name == "postgresql"
+    # SQLite: the file appears with the first event; PostgreSQL: the store is there from start.
+    assert health["feedback_store"] is on_pg
+    assert health.get("feedback_backend") == ("postgresql" if on_pg else None)
+    assert not (workspace / "feedback.sqlite").exists() and served_backend.rows() == []
     before = client.post("/recommend", json={"user_id": "13", "k": 10, "llm": "none"}).json()
     size = before["history_size"]
     first = ids(before["items"])
@@ -141,13 +160,31 @@ def test_feedback_creates_the_store_and_changes_the_next_list(client, workspace)
         ack = client.post("/feedback", json={"user_id": "13", "item_id": item, "event": event})
         assert ack.status_code == 200, ack.text
         assert ack.json()["stored"] and ack.json()["id"] >= 1
+        assert ack.json()["backend"] == served_backend.name
     assert ack.json()["history_size"] == size + 3
-    assert (workspace / "feedback.sqlite").exists()
-    assert client.get("/health").json()["feedback_store"] is True
+    assert served_backend.rows("13") == [
+        ("13", first[0], "like"),
+        ("13", first[1], "dislike"),
+        ("13", first[2], "dislike"),
+    ]
+    assert (workspace / "feedback.sqlite").exists() is not on_pg
+    health = client.get("/health").json()
+    assert health["feedback_store"] is True and health["feedback_backend"] == served_backend.name
     after = client.post("/recommend", json={"user_id": "13", "k": 10, "llm": "none"}).json()
     assert after["history_size"] == size + 3 and not after["cached"]
     assert ids(after["items"]) != first
     assert not set(first[:3]) & set(ids(after["items"]))
+
+
+def test_a_repeated_event_id_is_stored_once(client, served_backend):
+    body = {"user_id": "web-retry", "item_id": "50", "event": "like", "event_id": "retry-1"}
+    first = client.post("/feedback", json=body).json()
+    again = client.post("/feedback", json=body).json()
+    assert first["id"] == again["id"] and served_backend.rows("web-retry") == [
+        ("web-retry", "50", "like")
+    ]
+    clash = client.post("/feedback", json={**body, "item_id": "51"})
+    assert clash.status_code == 422 and "already used for a different event" in clash.text
 
 
 def test_feedback_gives_a_new_user_a_history(client):
