@@ -32,7 +32,7 @@ from pathlib import Path
 
 #: The package that holds the templates in an installed distribution.
 PROMPTS_PACKAGE = "mtrec_prompts"
-_SECTION = re.compile(r"^\[(\w+)\]\s*$", re.MULTILINE)
+_SECTION = re.compile(r"^\[([\w.]+)\]\s*$", re.MULTILINE)
 
 
 def prompts_dir() -> Traversable:

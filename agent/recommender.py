@@ -18,18 +18,25 @@ from agent.llm.chain import TierChain
 from agent.llm.prompting import prompt_version
 from agent.llm.sanitize import clean_text
 from agent.pipeline.cache import AnswerCache, StageClock, cache_key
-from agent.pipeline.candidates import gather_candidates, query_matches
-from agent.pipeline.catalog import Catalog
-from agent.pipeline.explain import explain_items, explain_one
+from agent.pipeline.candidates import find_candidates
+from agent.pipeline.catalog import Catalog, CoLikes
+from agent.pipeline.evidence import EVIDENCE_WINDOW
+from agent.pipeline.explain import ExplainContext, explain_items, explain_one, item_evidence
 from agent.pipeline.history import history_from_entries, join_histories
 from agent.pipeline.rerank import (
+    PROMPT_HISTORY,
     RerankOutcome,
     build_request,
     query_for_llm,
     rerank,
     shuffle_seed,
 )
-from agent.pipeline.scoring import FusionWeights, ScoredCandidates, score_candidates
+from agent.pipeline.scoring import (
+    FusionWeights,
+    ScoredCandidates,
+    category_profile,
+    score_candidates,
+)
 from agent.schema import (
     Feedback,
     Filters,
@@ -80,6 +87,7 @@ class Recommender:
                 "run `mtrec train` again"
             )
         self.catalog = Catalog.build(workspace.dataset)
+        self.co_likes = CoLikes(workspace.dataset)
         self.histories = user_histories(workspace.dataset)
         self.chain = TierChain(settings)
         self.cache = AnswerCache()
@@ -239,24 +247,18 @@ class Recommender:
 
         state = self.model.user_state([hist])  # the user encoder's one pass
         logits = self.model.engagement_logits(state)
-        eligible = self.catalog.allowed(req.filters, req.exclude)
-        eligible[hist.items] = False
         query_vector = self.index.embed_text(query) if query else None
         n = max(self.settings.candidates, req.k)
-        hits = (
-            query_matches(self.index, query_vector, n, self.catalog, req.filters, eligible)
-            if query_vector is not None
-            else []
-        )
-        cands = gather_candidates(
-            logits[0].cpu().numpy(), eligible, n, hits, self.catalog.popularity, len(hist)
-        )
+        cands = find_candidates(
+            self.catalog, logits[0].cpu().numpy(), hist, req.filters, req.exclude, n,
+            self.index, query_vector,
+        )  # fmt: skip
         clock.lap("candidates")
         if not len(cands):
             latency = {**clock.ms, "total": clock.total()}
-            empty = ("no item matches the filters",)
+            notes = ("no item matches the filters",)
             return RecommendResult(
-                items=(), tier=Tier.NONE, notes=empty, latency_ms=latency, **head
+                items=(), tier=Tier.NONE, notes=notes, latency_ms=latency, **head
             )
 
         tasks = self.model.task_scores(state, cands.items, logits)
@@ -264,20 +266,23 @@ class Recommender:
         if query_vector is not None:
             similarity = self.index.get_embeddings(self._ids(cands.items)) @ query_vector
         scored = score_candidates(cands.items, tasks, self.weights, similarity)
-        profile = self.model.category_interest(state)
-        interest = sorted(
-            zip(self.ds.categories, profile.tolist(), strict=True), key=lambda x: -x[1]
-        )
+        interest = category_profile(self.model.category_interest(state), self.ds.categories)
         clock.lap("scores")
 
+        ctx = ExplainContext.build(self.catalog, hist, cands.items, query)
+        window = EVIDENCE_WINDOW if req.llm == TierChoice.NONE else PROMPT_HISTORY
+        evidence = item_evidence(
+            ctx, self.model, cands.items.tolist(), scored, cands.sources, self.weights,
+            self.co_likes, window,
+        )  # fmt: skip
+        clock.lap("evidence")
+
         notes: list[str] = []
-        outcome = self._rerank(req, hist, scored, interest, query, notes)
+        support = {i: tuple(c.item for c in ev.contributions) for i, ev in evidence.items()}
+        outcome = self._rerank(req, hist, scored, interest, query, notes, support)
         clock.lap("llm")
 
-        vectors = self.model.item_vectors()
-        explained = explain_items(
-            self.catalog, hist, req.k, cands, scored, outcome, vectors, req.explain
-        )
+        explained = explain_items(ctx, req.k, cands, scored, outcome, evidence, req.explain)
         clock.lap("explain")
         result = RecommendResult(
             items=explained.items,
@@ -289,7 +294,8 @@ class Recommender:
             dropped=outcome.dropped.model_copy(update={"ungrounded": explained.ungrounded}),
             fallbacks=outcome.fallbacks,
             category_interest={c: round(p, 4) for c, p in interest},
-            notes=(*notes, *explained.notes),
+            notes=tuple(notes),
+            diagnostics=explained.diagnostics,
             model_order=self._ids(scored.order),
             llm_order=self._ids(outcome.llm_order),
             latency_ms={**clock.ms, "total": clock.total()},
@@ -306,6 +312,7 @@ class Recommender:
         interest: list[tuple[str, float]],
         query: str | None,
         notes: list[str],
+        support: dict[int, tuple[int, ...]],
     ) -> RerankOutcome:
         """The LLM stage, or the model's order when the request asks for no LLM."""
         if req.llm == TierChoice.NONE:
@@ -314,7 +321,7 @@ class Recommender:
         notes.extend(note)
         seed = shuffle_seed(req.user_id, hist)
         request, ids = build_request(
-            self.catalog, hist, scored, interest, req.k, query, req.language, seed
+            self.catalog, hist, scored, interest, req.k, query, req.language, seed, support
         )
         weight, suspicious = self.settings.llm_weight, self.catalog.suspicious
         return rerank(self.chain, request, ids, scored, req.llm, weight, suspicious)

@@ -94,8 +94,29 @@ def feedback_rating_value(event: Feedback) -> float:
     return math.nan if r is None else r
 
 
+class Range(BaseModel):
+    """A numeric attribute's bounds (either may be open)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
+
 class Filters(BaseModel):
-    """Metadata restrictions on recommended items."""
+    """Metadata restrictions on recommended items.
+
+    Attribute names and the kind of filter each takes come from the catalog's domain profile
+    (``mtrec info`` lists them): ``ranges`` for numeric attributes (``{"price": {"max": 30}}``),
+    ``values``/``exclude_values`` for exact ones (``{"author": ["Terry Pratchett"]}``).
+    ``year_min``/``year_max`` are a shorthand for ``ranges["year"]``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -103,6 +124,15 @@ class Filters(BaseModel):
     exclude_categories: list[str] = Field(default_factory=list, description="Drop these.")
     year_min: int | None = None
     year_max: int | None = None
+    ranges: dict[str, Range] = Field(
+        default_factory=dict, description="Numeric attribute bounds, by attribute name."
+    )
+    values: dict[str, list[str]] = Field(
+        default_factory=dict, description="Keep items whose attribute has any of these values."
+    )
+    exclude_values: dict[str, list[str]] = Field(
+        default_factory=dict, description="Drop items whose attribute has any of these values."
+    )
 
     @model_validator(mode="after")
     def _years(self) -> Filters:
@@ -115,7 +145,26 @@ class Filters(BaseModel):
         return self
 
     def is_empty(self) -> bool:
-        return not (self.categories or self.exclude_categories or self.year_min or self.year_max)
+        return not (
+            self.categories
+            or self.exclude_categories
+            or self.year_min is not None
+            or self.year_max is not None
+            or self.ranges
+            or any(self.values.values())
+            or any(self.exclude_values.values())
+        )
+
+    def all_ranges(self) -> dict[str, Range]:
+        """``ranges`` with the year shorthand folded in (both bounds apply)."""
+        out = dict(self.ranges)
+        if self.year_min is None and self.year_max is None:
+            return out
+        year = out.get("year", Range())
+        lows = [v for v in (year.min, self.year_min) if v is not None]
+        highs = [v for v in (year.max, self.year_max) if v is not None]
+        out["year"] = Range(min=max(lows) if lows else None, max=min(highs) if highs else None)
+        return out
 
 
 class HistoryEntry(BaseModel):
@@ -152,6 +201,18 @@ class TaskScoresOut(BaseModel):
     rating: float = Field(description="Expected rating.")
 
 
+class Contribution(BaseModel):
+    """What removing one history item does to a recommended item (measured on the model)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    item_id: str
+    title: str
+    score_drop: float = Field(description="Model score with the item minus without it.")
+    rank_with: int = Field(description="Rank among the request's candidates by model score.")
+    rank_without: int = Field(description="That rank once the history item is removed.")
+
+
 class Evidence(BaseModel):
     """What an explanation rests on."""
 
@@ -160,6 +221,22 @@ class Evidence(BaseModel):
     history_items: tuple[str, ...] = Field(default=(), description="Cited history item ids.")
     history_titles: tuple[str, ...] = ()
     categories: tuple[str, ...] = Field(default=(), description="Shared categories.")
+    reason: str | None = Field(
+        default=None,
+        description="What the template text rests on: history (a counterfactual drop), "
+        "attribute, query, co_liked, category, popular or model.",
+    )
+    contributions: tuple[Contribution, ...] = Field(
+        default=(),
+        description="The history items whose removal lowers this item's model score, largest "
+        "drop first (leave-one-out over the latest history).",
+    )
+    co_liked: int | None = Field(
+        default=None, description="People who liked the cited history item and this one."
+    )
+    attribute: tuple[str, str] | None = Field(
+        default=None, description="A shared exact attribute: (name, value)."
+    )
 
 
 class RecommendedItem(BaseModel):
@@ -169,6 +246,9 @@ class RecommendedItem(BaseModel):
     title: str
     year: int | None = None
     categories: tuple[str, ...] = ()
+    details: dict[str, str] = Field(
+        default_factory=dict, description="Exact attributes of the item (author, brand, ...)."
+    )
     score: float = Field(description="Final fused score (higher is better).")
     model_score: float = Field(description="The model's fused task score.")
     task_scores: TaskScoresOut
@@ -218,7 +298,12 @@ class RecommendResult(BaseModel):
     fallbacks: tuple[Fallback, ...] = ()
     category_interest: dict[str, float] = Field(default_factory=dict)
     history_size: int = 0
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = Field(default=(), description="Said to the person who asked.")
+    diagnostics: tuple[str, ...] = Field(
+        default=(),
+        description="What the guard and the grounding check did (replaced texts and why); for "
+        "logs and details views, not for the person's reading.",
+    )
     model_order: tuple[str, ...] = Field(
         default=(),
         description="Every candidate's item id in the model's order (after query fusion).",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -51,6 +52,8 @@ class Settings(BaseSettings):
         fuse_rating: Weight of the predicted rating (minus 3) in the model's fused score.
         candidates: Candidates shown to the reranker.
         llm: Default tier choice.
+        profile: Domain profile fields (``[profile]`` in ``mtrec.toml``) that override the
+            profile stored at ``mtrec index`` time (see ``mtrec.data.profile``).
     """
 
     model_config = SettingsConfigDict(env_prefix="MTREC_", extra="ignore")
@@ -77,6 +80,7 @@ class Settings(BaseSettings):
     fuse_rating: float = 0.0
     candidates: int = 30
     llm: TierChoice = TierChoice.AUTO
+    profile: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("llm_api_key")
     @classmethod

@@ -16,18 +16,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from filelock import FileLock, Timeout
 
-from agent.errors import WorkspaceError
+from agent.errors import ConfigFileError, WorkspaceError
 from agent.files import write_text_atomic
-from agent.settings import Settings, default_workspace, load_settings
-from mtrec.data import Dataset, load_dataset
+from agent.settings import CONFIG_FILE, Settings, default_workspace, load_settings
+from mtrec.data import Dataset, LoadReport, load_dataset
+from mtrec.data.manifest import DatasetManifest
+from mtrec.data.profile import DomainProfile
 
 if TYPE_CHECKING:
     from retrieval import Embedder, IndexItem, ItemIndex
@@ -37,8 +39,35 @@ MANIFEST = "workspace.json"
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """How the workspace's data is read, so every command reads it the same way.
+
+    Attributes:
+        source: A dataset name, folder or file (as ``load_dataset`` takes it).
+        format: The loader (``auto`` detects).
+        lenient: Skip malformed rows (``mtrec index --lenient``); training reads alike.
+        manifest: A ``DatasetManifest`` given by flags (``--interactions``, ``--columns``,
+            ...) instead of a ``dataset.toml``.
+        profile: Domain profile fields given by ``mtrec index`` flags.
+    """
+
     source: str
     format: str = "auto"
+    lenient: bool = False
+    manifest: dict[str, Any] | None = None
+    profile: dict[str, Any] = field(default_factory=dict)
+
+    def load(self, report: LoadReport | None = None) -> Dataset:
+        """The dataset, read as this spec says (with the spec's profile fields applied).
+
+        Raises:
+            DataError: malformed data (file and line named). ValueError: a bad profile field.
+        """
+        manifest = DatasetManifest.model_validate(self.manifest) if self.manifest else None
+        ds = load_dataset(
+            self.source, self.format, lenient=self.lenient, report=report, manifest=manifest
+        )
+        ds.profile = ds.profile.merged(self.profile)
+        return ds
 
 
 class Workspace:
@@ -105,17 +134,27 @@ class Workspace:
         data = json.loads(manifest.read_text())
         return DatasetSpec(**data["dataset"])
 
-    def set_dataset(self, spec: DatasetSpec) -> None:
+    def set_dataset(self, spec: DatasetSpec, profile: DomainProfile | None = None) -> None:
+        """Record how the data is read and the domain profile it was indexed with."""
         self.ensure()
-        write_text_atomic(
-            self.root / MANIFEST, json.dumps({"dataset": spec.__dict__}, indent=2), mode=0o644
-        )
+        data: dict[str, Any] = {"dataset": asdict(spec)}
+        if profile is not None:
+            data["profile"] = profile.model_dump(exclude_none=True)
+        write_text_atomic(self.root / MANIFEST, json.dumps(data, indent=2), mode=0o644)
         self.__dict__.pop("dataset", None)
 
     @cached_property
     def dataset(self) -> Dataset:
-        spec = self.dataset_spec()
-        return load_dataset(spec.source, format=spec.format)
+        """The dataset, read as it was indexed, with the workspace's profile: the one
+        ``mtrec index`` stored, overridden by ``mtrec.toml``'s ``[profile]`` table."""
+        ds = self.dataset_spec().load()
+        stored = json.loads((self.root / MANIFEST).read_text()).get("profile")
+        profile = DomainProfile.model_validate(stored) if stored else ds.profile
+        try:
+            ds.profile = profile.merged(self.settings.profile)
+        except ValueError as e:
+            raise ConfigFileError(f"{self.root / CONFIG_FILE} [profile]: {e}") from None
+        return ds
 
     # ---- retrieval --------------------------------------------------------------------------
     @cached_property
@@ -164,10 +203,78 @@ def index_items(ds: Dataset) -> list[IndexItem]:
     return [
         IndexItem(
             item_id=it.item_id,
-            text=it.document(),
+            text=it.document(ds.profile),
             title=it.title,
             categories=it.categories,
             year=it.year,
         )
         for it in ds.items
     ]
+
+
+def workspace_info(ws: Workspace) -> dict[str, Any]:
+    """What ``mtrec info`` shows: the data, its profile and attributes, the source's
+    citation, the index and the trained model (plain data, for ``--json``)."""
+    import numpy as np
+
+    spec = ws.dataset_spec()
+    ds = ws.dataset
+    p = ds.profile
+    attributes = []
+    for a in p.attributes:
+        if a.kind == "range":
+            raw = (
+                [it.year for it in ds.items if it.year]
+                if a.name == "year"
+                else [it.attributes.get(a.name) for it in ds.items]
+            )
+            x = np.array([float(v) for v in raw if _is_number(v)])
+            summary = f"{x.min():g}–{x.max():g}" if len(x) else "no values"
+        else:
+            distinct = {
+                str(it.attributes.get(a.name)) for it in ds.items if it.attributes.get(a.name)
+            }
+            summary = f"{len(distinct)} distinct"
+        attributes.append({**a.model_dump(), "summary": summary})
+    citation = None
+    folder = Path(spec.source)
+    if spec.manifest:
+        citation = spec.manifest.get("citation")
+    elif not folder.exists():
+        from mtrec.data.download import SOURCES
+
+        citation = SOURCES[spec.source].citation if spec.source in SOURCES else None
+    metrics = {}
+    latest = ws.model_dir / "LATEST"
+    if latest.is_file():
+        path = ws.model_dir / latest.read_text().strip() / "metrics.json"
+        metrics = json.loads(path.read_text()) if path.is_file() else {}
+    return {
+        "workspace": str(ws.root),
+        "source": asdict(spec),
+        "dataset": {
+            **ds.summary(),
+            "timestamps": ds.has_timestamps,
+        },
+        "profile": {
+            **p.model_dump(),
+            "items": p.items,
+            "categories": p.categories,
+            "rating_scale": p.rating_scale,
+        },
+        "attributes": attributes,
+        "citation": citation,
+        "index": str(ws.settings.chroma_url or ws.chroma_dir),
+        "model": {
+            k: metrics[k] for k in ("protocol", "best_epoch", "valid_ndcg@10") if k in metrics
+        }
+        or None,
+    }
+
+
+def _is_number(v: object) -> bool:
+    try:
+        float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -44,6 +44,9 @@ class Embedder:
     Vectors are normalised so that a dot product equals cosine similarity, which is what the
     Chroma collection (cosine space) and any downstream numpy code assume.
 
+    The model is loaded on first use (``encode`` or ``dimension``): opening an index, syncing
+    an unchanged catalog or reading stored vectors never pays the few seconds a load costs.
+
     Args:
         model: A sentence-transformers model name or a local model directory. ``None`` (or
             ``"all-MiniLM-L6-v2"``) uses the bundled all-MiniLM-L6-v2, offline.
@@ -61,21 +64,28 @@ class Embedder:
             # The bundled model is complete on disk; stop the hub client from trying the network.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
-        source = str(default_path) if default_path is not None else str(model)
+        self._source = str(default_path) if default_path is not None else str(model)
         self.batch_size = batch_size
-        self._device = device or _default_device()
+        self._requested_device = device
         self._model_id = self._stable_id(model)
-        self._model: Any = SentenceTransformer(source, device=self._device)
-        # Newer sentence-transformers renamed the accessor; support both spellings.
-        if hasattr(self._model, "get_embedding_dimension"):
-            dim = self._model.get_embedding_dimension()
-        else:
-            dim = self._model.get_sentence_embedding_dimension()
-        if dim is None:  # some models only know their width after a forward pass
-            dim = int(self._model.encode(["probe"], convert_to_numpy=True).shape[1])
-        self._dimension = int(dim)
+        self._model: Any = None
+        self._dimension: int | None = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            model = SentenceTransformer(self._source, device=self.device)
+            # Newer sentence-transformers renamed the accessor; support both spellings.
+            if hasattr(model, "get_embedding_dimension"):
+                dim = model.get_embedding_dimension()
+            else:
+                dim = model.get_sentence_embedding_dimension()
+            if dim is None:  # some models only know their width after a forward pass
+                dim = int(model.encode(["probe"], convert_to_numpy=True).shape[1])
+            self._dimension = int(dim)
+            self._model = model
+        return self._model
 
     @staticmethod
     def _stable_id(model: str | None) -> str:
@@ -98,13 +108,22 @@ class Embedder:
 
     @property
     def dimension(self) -> int:
-        """Width ``d`` of the produced vectors."""
+        """Width ``d`` of the produced vectors (loads the model)."""
+        self._load()
+        assert self._dimension is not None
+        return self._dimension
+
+    @property
+    def known_dimension(self) -> int | None:
+        """The width if the model is loaded already, else None (no load)."""
         return self._dimension
 
     @property
     def device(self) -> str:
         """Torch device the model runs on."""
-        return self._device
+        if self._requested_device is None:
+            self._requested_device = _default_device()
+        return self._requested_device
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         """Embed a batch of texts.
@@ -121,9 +140,10 @@ class Embedder:
         # Undecodable input (lone surrogates from non-UTF-8 argv or stdin) becomes "?"; the
         # tokenizer would reject the whole batch otherwise.
         texts = [t.encode("utf-8", "replace").decode("utf-8") for t in texts]
+        model = self._load()
         if not texts:
-            return np.zeros((0, self._dimension), dtype=np.float32)
-        vectors = self._model.encode(
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = model.encode(
             texts,
             batch_size=self.batch_size,
             show_progress_bar=show_progress,

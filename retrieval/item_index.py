@@ -120,26 +120,33 @@ class ItemIndex:
             self._client.delete_collection(self._name)
 
     def _open(self) -> Any:
-        model_id, dim = self._embedder.model_id, self._embedder.dimension
-        collection = self._client.get_or_create_collection(
-            self._name,
-            configuration={"hnsw": {"space": "cosine"}},
-            metadata={MODEL_KEY: model_id, DIMENSION_KEY: dim},
-            # Vectors are always supplied by us; this stops Chroma loading its own ONNX model.
-            embedding_function=None,
-        )
-        # get_or_create never overwrites an existing collection's metadata, so this compares
-        # against whatever model the collection was originally built with.
+        from chromadb.errors import NotFoundError
+
+        model_id = self._embedder.model_id
+        try:
+            # An existing collection says its own width: the embedder need not be loaded.
+            collection = self._client.get_collection(self._name, embedding_function=None)
+        except NotFoundError:
+            collection = self._client.get_or_create_collection(
+                self._name,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={MODEL_KEY: model_id, DIMENSION_KEY: self._embedder.dimension},
+                # Vectors are always supplied by us; this stops Chroma loading its own ONNX model.
+                embedding_function=None,
+            )
+        # The collection keeps the model it was originally built with.
         meta = collection.metadata or {}
-        if meta.get(MODEL_KEY) != model_id or meta.get(DIMENSION_KEY) != dim:
+        dim = self._embedder.known_dimension
+        if meta.get(MODEL_KEY) != model_id or (dim is not None and meta.get(DIMENSION_KEY) != dim):
             raise IndexModelMismatchError(
                 collection=self._name,
                 location=self._location,
                 index_model=meta.get(MODEL_KEY),
                 index_dimension=meta.get(DIMENSION_KEY),
                 embedder_model=model_id,
-                embedder_dimension=dim,
+                embedder_dimension=dim if dim is not None else self._embedder.dimension,
             )
+        self._stored_dimension = int(meta.get(DIMENSION_KEY) or self._embedder.dimension)
         # configuration_json is the raw stored config; the `configuration` property would emit
         # a DeprecationWarning about the (deliberately absent) embedding function.
         config = getattr(collection, "configuration_json", None) or {}
@@ -160,8 +167,8 @@ class ItemIndex:
 
     @property
     def dimension(self) -> int:
-        """Vector width ``d``."""
-        return self._embedder.dimension
+        """Vector width ``d`` (the collection's; the embedder is not loaded for it)."""
+        return self._stored_dimension
 
     @property
     def collection_name(self) -> str:

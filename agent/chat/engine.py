@@ -46,7 +46,15 @@ class ChatEngine:
         self.k = k
         self.store_feedback = store_feedback
         self.max_sessions = max_sessions
-        self.rules = RuleIntentParser(rec.ds.categories, (it.title for it in rec.ds.items))
+        profile = rec.ds.profile
+        self.rules = RuleIntentParser(
+            rec.ds.categories,
+            (it.title for it in rec.ds.items),
+            {name: set(values) for name, values in rec.catalog.values.items()},
+            [(a.name, a.unit, a.label) for a in profile.attributes if a.kind == "range"
+             and a.name != "year"],
+            (profile.item_noun, profile.items),
+        )  # fmt: skip
         self._llm_parser: LLMIntentParser | None = None
         self._use_llm = (
             intent_llm

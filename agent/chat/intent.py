@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.schema import Range
+
 
 class Intent(BaseModel):
     """What one chat message asks for. Positions are 1-based in the last list shown;
@@ -12,13 +14,32 @@ class Intent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str | None = Field(
-        default=None, description="Free-text description of what to watch (topic, mood, plot)."
+        default=None, description="Free-text description of what is wanted (topic, mood, plot)."
     )
     categories: list[str] = Field(
-        default_factory=list, description="Categories (genres) to keep; replaces earlier ones."
+        default_factory=list, description="Categories to keep; replaces earlier ones."
     )
-    exclude_categories: list[str] = Field(
-        default_factory=list, description="Categories (genres) to drop."
+    exclude_categories: list[str] = Field(default_factory=list, description="Categories to drop.")
+    values: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Attribute values to keep, by attribute: {'author': ['Terry Pratchett']}.",
+    )
+    exclude_values: dict[str, list[str]] = Field(
+        default_factory=dict, description="Attribute values to drop: {'publisher': ['Penguin']}."
+    )
+    ranges: dict[str, Range] = Field(
+        default_factory=dict,
+        description="Bounds of numeric attributes other than the year: {'price': {'max': 30}}.",
+    )
+    same_as: dict[str, int] = Field(
+        default_factory=dict,
+        description="Keep the attribute value of a shown item: {'author': 2} = by the author "
+        "of #2 (0 = that one).",
+    )
+    not_same_as: dict[str, int] = Field(
+        default_factory=dict,
+        description="Drop the attribute value of a shown item: 'not from that publisher' = "
+        "{'publisher': 0}.",
     )
     year_min: int | None = Field(default=None, description="Earliest release year.")
     year_max: int | None = Field(default=None, description="Latest release year.")
@@ -43,6 +64,11 @@ class Intent(BaseModel):
             self.query
             or self.categories
             or self.exclude_categories
+            or self.values
+            or self.exclude_values
+            or self.ranges
+            or self.same_as
+            or self.not_same_as
             or self.year_min is not None
             or self.year_max is not None
             or self.clear_years

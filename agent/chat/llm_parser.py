@@ -56,12 +56,13 @@ class LLMIntentParser:
             self.failures += 1
             log.info("LLM intent parser failed (%s); rules used", redact(type(e).__name__))
             return self.rules.parse(message), "rules"
-        return _normalise(intent, self.rules.categories), "llm"
+        return _normalise(intent, self.rules), "llm"
 
 
-def _normalise(intent: Intent, categories: Sequence[str]) -> Intent:
-    """Keep only known categories (by case-insensitive name) and sane values."""
-    by_lower = {c.lower(): c for c in categories}
+def _normalise(intent: Intent, rules: RuleIntentParser) -> Intent:
+    """Keep only known categories, attributes and values (case-insensitive) and sane
+    positions: an LLM's intent is data to check, like any other input."""
+    by_lower = {c.lower(): c for c in rules.categories}
     intent.categories = [by_lower[c.lower()] for c in intent.categories if c.lower() in by_lower]
     intent.exclude_categories = [
         by_lower[c.lower()] for c in intent.exclude_categories if c.lower() in by_lower
@@ -70,4 +71,20 @@ def _normalise(intent: Intent, categories: Sequence[str]) -> Intent:
         intent.query = redact(clean_text(intent.query, 200)) or None
     for name in ("reject", "seen", "like", "dislike"):
         setattr(intent, name, [p for p in getattr(intent, name) if -1 <= p <= 100])
+    index = rules.vocabulary.index
+    for field in ("values", "exclude_values"):
+        kept: dict[str, list[str]] = {}
+        for attr, values in getattr(intent, field).items():
+            for v in values:
+                hit = index.get(" ".join(str(v).lower().split()))
+                if hit is not None and hit[0].lower() == attr.lower():
+                    kept.setdefault(hit[0], []).append(hit[1])
+        setattr(intent, field, kept)
+    numeric = {name for name, _, _ in rules.vocabulary.numbers}
+    intent.ranges = {a: r for a, r in intent.ranges.items() if a in numeric}
+    attrs = {a for a, _ in index.values()}
+    intent.same_as = {a: p for a, p in intent.same_as.items() if a in attrs and -1 <= p <= 100}
+    intent.not_same_as = {
+        a: p for a, p in intent.not_same_as.items() if a in attrs and -1 <= p <= 100
+    }
     return intent

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from agent.chat.intent import Intent
 from agent.chat.vocabulary import DECADE_WORDS, GENRE_SYNONYMS, ORDINAL_WORDS, STOPWORDS
+from agent.schema import Range
 
 _THING = r"(?:\s+(?:one|item|film|movie|title|pick|show|entry))?"
 #: A reference to an item of the last list: an ordinal, "#3", "number 3", or "that one / it".
@@ -41,6 +42,12 @@ _SHOW_AGAIN = re.compile(
     re.IGNORECASE,
 )
 _CMD = _ref_pattern(r"^\s*/?(?P<cmd>like|dislike|seen|reject|remove)\b", bare=True)
+# "like the second one but newer" (more text after the reference) asks for more like it;
+# "like 2" alone rates the item (``_CMD``).
+_LIKE_LEAD = _ref_pattern(r"^\s*(?:just\s+)?like")
+_SEEN_IT = re.compile(
+    r"\b(?:seen|watched|read)\s+(?:it|that)\s+already\b|\balready\s+seen\b", re.IGNORECASE
+)
 _SEEN = _ref_pattern(
     r"\b(?:i\s*(?:'ve|’ve|\s+have)?\s*(?:already\s+)?(?:seen|watched)|already\s+(?:seen|watched)"
     r"|(?:have|has)\s+(?:already\s+)?(?:seen|watched))"
@@ -134,12 +141,27 @@ def _refs(text: str) -> list[int]:
 class RuleIntentParser:
     """A deterministic parser for the model-only tier (no LLM needed).
 
+    Its vocabulary comes from the catalog: category names (with synonyms where the catalog's
+    categories have them), titles ("more like <title>"), the values of exact attributes ("by
+    Terry Pratchett", "not from Penguin") and the names and units of numeric ones ("under
+    $30", "shorter than 300 pages").
+
     Args:
         categories: The dataset's category names (matched case-insensitively).
         titles: Catalog titles, for "more like <title>".
+        values: Exact attributes and every value each takes in the catalog.
+        numbers: Numeric attributes other than the year: ``(name, unit, label)``.
+        item_words: The catalog's item nouns ("book", "books"): filler, not a query.
     """
 
-    def __init__(self, categories: Sequence[str], titles: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        categories: Sequence[str],
+        titles: Iterable[str] = (),
+        values: Mapping[str, Iterable[str]] | None = None,
+        numbers: Sequence[tuple[str, str | None, str | None]] = (),
+        item_words: Iterable[str] = (),
+    ) -> None:
         self.categories = list(categories)
         by_lower = {c.lower(): c for c in self.categories}
         phrases: dict[str, str] = {}
@@ -156,16 +178,35 @@ class RuleIntentParser:
                     phrases.setdefault(form, name)
         self.phrases = phrases
         alternation = "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
-        self._genre = re.compile(rf"(?<![\w-])(?:{alternation})(?![\w-])", re.IGNORECASE)
+        # A catalog without categories has no pattern (an empty one would match everywhere).
+        self._genre = (
+            re.compile(rf"(?<![\w-])(?:{alternation})(?![\w-])", re.IGNORECASE) if phrases else None
+        )
         self.titles: dict[str, str] = {}
         for t in titles:
             for form in title_forms(t):
                 self.titles.setdefault(form, t)
+        self.vocabulary = AttributeVocabulary(values or {}, numbers)
+        self.stopwords = STOPWORDS | {w.lower() for w in item_words}
 
     def parse(self, message: str) -> Intent:
         """The intent of one (already cleaned) message."""
-        text = " " + message.strip() + " "
         intent = Intent()
+        text = self._actions(" " + message.strip() + " ", intent)
+        text = self.vocabulary.read(text, intent)
+        text = self._years(text, intent)
+        if _ANY_YEAR.search(text):
+            text = _ANY_YEAR.sub(" ", text)
+            intent.clear_years = True
+        text = self._genres(text, intent)
+        intent.query = _query(text, self.stopwords)
+        for name in ("reject", "seen", "like", "dislike"):
+            setattr(intent, name, list(dict.fromkeys(getattr(intent, name))))
+        return intent
+
+    def _actions(self, text: str, intent: Intent) -> str:
+        """Read start over, show again, ratings, removals and "more like" into ``intent``;
+        returns ``text`` without them."""
 
         def cut(m: re.Match[str]) -> str:
             nonlocal text
@@ -183,7 +224,7 @@ class RuleIntentParser:
         if cut_all(_SHOW_AGAIN):
             intent.show_again = True
         m = _CMD.search(text)
-        if m:
+        if m and not text[m.end() :].strip(" .!?"):  # a rating command is the whole message
             cut(m)
             cmd = m.group("cmd").lower()
             target = {"like": intent.like, "dislike": intent.dislike, "seen": intent.seen}.get(
@@ -194,39 +235,29 @@ class RuleIntentParser:
             intent.seen.extend(_refs(m.group("refs")))
         for m in cut_all(_SEEN_TAIL):
             intent.seen.append(_ref_value(m, "t_"))
-        if re.search(r"\b(?:seen|watched)\s+(?:it|that)\s+already\b|\balready\s+seen\b", text):
+        if _SEEN_IT.search(text):
             intent.seen.append(0)
-            text = re.sub(r"\b(?:seen|watched)\s+(?:it|that)\s+already\b|\balready\s+seen\b",
-                          " ", text)  # fmt: skip
+            text = _SEEN_IT.sub(" ", text)
         for m in cut_all(_DISLIKE):
             intent.dislike.extend(_refs(m.group("refs")))
         for m in cut_all(_LIKE):
             intent.like.extend(_refs(m.group("refs")))
-        for m in cut_all(_MORE_LIKE):
-            refs = _refs(m.group("refs"))
-            if refs:
-                intent.more_like = refs[0]
+        for pattern in (_MORE_LIKE, _LIKE_LEAD):
+            for m in cut_all(pattern):
+                refs = _refs(m.group("refs"))
+                if refs and intent.more_like is None:
+                    intent.more_like = refs[0]
         for pattern in (_REJECT, _REJECT_BARE):
             for m in cut_all(pattern):
                 intent.reject.extend(_refs(m.group("refs")))
         if intent.more_like is None and self.titles:
             m = _MORE_LIKE_TEXT.search(text)
-            if m:
-                found = self._title_prefix(m.group("rest"))
-                if found:
-                    title, length = found
-                    intent.more_like_title = title
-                    start = m.start()
-                    end = m.start("rest") + length
-                    text = text[:start] + " " * (end - start) + text[end:]
-        text = self._years(text, intent)
-        if cut_all(_ANY_YEAR):
-            intent.clear_years = True
-        text = self._genres(text, intent)
-        intent.query = _query(text)
-        for name in ("reject", "seen", "like", "dislike"):
-            setattr(intent, name, list(dict.fromkeys(getattr(intent, name))))
-        return intent
+            found = self._title_prefix(m.group("rest")) if m else None
+            if m and found:
+                intent.more_like_title, length = found
+                end = m.start("rest") + length
+                text = text[: m.start()] + " " * (end - m.start()) + text[end:]
+        return text
 
     # ---- pieces ---------------------------------------------------------------------------------
     def _years(self, text: str, intent: Intent) -> str:
@@ -292,6 +323,8 @@ class RuleIntentParser:
         if _ANY_GENRE.search(text):
             text = _ANY_GENRE.sub(" ", text)
             intent.categories = []
+        if self._genre is None:
+            return text
         matches = list(self._genre.finditer(text))
         prev_end = 0
         prev_negated = False
@@ -350,15 +383,140 @@ def title_forms(title: str) -> set[str]:
     return forms
 
 
-def _query(text: str) -> str | None:
+def _query(text: str, stopwords: frozenset[str] | set[str] = STOPWORDS) -> str | None:
     words = re.findall(r"[\w'’-]+", text.lower())
-    content = [w for w in words if w not in STOPWORDS and not w.isdigit() and len(w) > 1]
+    content = [w for w in words if w not in stopwords and not w.isdigit() and len(w) > 1]
     if not content:
         return None
     # Keep the words in order, dropping the filler that starts requests ("show me some").
-    kept = [w for w in words if w not in STOPWORDS or w in ("with", "about", "and")]
+    kept = [w for w in words if w not in stopwords or w in ("with", "about", "and")]
     while kept and kept[0] in ("with", "about", "and"):
         kept.pop(0)
     while kept and kept[-1] in ("with", "about", "and"):
         kept.pop()
     return " ".join(kept) or None
+
+
+# ---- attributes ----------------------------------------------------------------------------------
+_OPS_BELOW = ("under", "below", "less than", "cheaper than", "shorter than", "at most", "up to",
+              "no more than", "fewer than", "within")  # fmt: skip
+_OPS_ABOVE = ("over", "above", "more than", "longer than", "at least", "pricier than",
+              "no less than")  # fmt: skip
+_NUMBER = re.compile(
+    r"\b(?P<op>"
+    + "|".join(re.escape(o).replace(r"\ ", r"\s+") for o in _OPS_BELOW + _OPS_ABOVE)
+    + r")\s+(?P<cur>[$€£])?\s*(?P<num>\d+(?:[.,]\d+)?)\s*(?P<unit>[a-z]+)?",
+    re.IGNORECASE,
+)
+_CURRENCY_OPS = ("cheaper than", "pricier than")
+_PRICE_WORDS = ("price", "cost", "amount")
+#: Values shorter than this are too likely to be ordinary words to look for in a message.
+_MIN_VALUE_CHARS = 4
+
+
+class AttributeVocabulary:
+    """Reads attribute filters out of a message, from the catalog's own values and names.
+
+    Args:
+        values: Exact attributes and every value each takes in the catalog.
+        numbers: Numeric attributes other than the year: ``(name, unit, label)``.
+    """
+
+    def __init__(
+        self,
+        values: Mapping[str, Iterable[str]],
+        numbers: Sequence[tuple[str, str | None, str | None]] = (),
+    ) -> None:
+        self.index: dict[str, tuple[str, str]] = {}  # lower-case value -> (attribute, value)
+        for name, vals in values.items():
+            for v in vals:
+                key = " ".join(str(v).lower().split())
+                if len(key) >= _MIN_VALUE_CHARS and key not in STOPWORDS:
+                    self.index.setdefault(key, (name, str(v)))
+        self.longest = max((len(k.split()) for k in self.index), default=0)
+        self.numbers = list(numbers)
+        names = "|".join(re.escape(n) for n in sorted(values, key=len, reverse=True))
+        self._same = (
+            re.compile(
+                r"(?P<neg>\b(?:not|no|nothing|except|without|avoid|but\s+not|anything\s+but)\s+)?"
+                r"\b(?:by|from|of)\s+(?:that|this|the\s+same|its|their)\s+(?P<attr>"
+                + names
+                + r")s?\b",
+                re.IGNORECASE,
+            )
+            if names
+            else None
+        )
+
+    def read(self, text: str, intent: Intent) -> str:
+        """Read "by the same author", numeric bounds and attribute values into ``intent``;
+        returns ``text`` without them."""
+        if self._same is not None:
+            for m in reversed(list(self._same.finditer(text))):
+                attr = m.group("attr").lower()
+                (intent.not_same_as if m.group("neg") else intent.same_as)[attr] = 0
+                text = text[: m.start()] + " " * (m.end() - m.start()) + text[m.end() :]
+        text = self._numbers(text, intent)
+        return self._values(text, intent)
+
+    def _numbers(self, text: str, intent: Intent) -> str:
+        for m in reversed(list(_NUMBER.finditer(text))):
+            attr = self._number_attribute(m)
+            if attr is None:
+                continue
+            value = float(m.group("num").replace(",", "."))
+            op = " ".join(m.group("op").lower().split())
+            bound = intent.ranges.get(attr, Range())
+            if op in _OPS_BELOW:
+                bound = Range(min=bound.min, max=value)
+            else:
+                bound = Range(min=value, max=bound.max)
+            intent.ranges[attr] = bound
+            text = text[: m.start()] + " " * (m.end() - m.start()) + text[m.end() :]
+        return text
+
+    def _number_attribute(self, m: re.Match[str]) -> str | None:
+        """The numeric attribute a bound is about: by unit word, else a price by currency."""
+        unit = (m.group("unit") or "").lower().rstrip("s")
+        for name, u, label in self.numbers:
+            words = {name.lower().rstrip("s"), (u or "").lower().rstrip("s")}
+            words |= {w.rstrip("s") for w in (label or "").lower().split()}
+            if unit and unit in words:
+                return name
+        op = " ".join(m.group("op").lower().split())
+        if m.group("cur") or op in _CURRENCY_OPS:
+            for name, u, _ in self.numbers:
+                if name.lower() in _PRICE_WORDS or u in ("$", "€", "£"):
+                    return name
+        return None
+
+    def _values(self, text: str, intent: Intent) -> str:
+        """Catalog values named in the text (longest first); a negation just before one
+        ("not", "no", "except") drops it instead."""
+        if not self.index:
+            return text
+        words = list(re.finditer(r"[^\s,.!?;:]+", text))
+        taken = [False] * len(words)
+        for n in range(min(self.longest, len(words)), 0, -1):
+            for i in range(len(words) - n + 1):
+                if any(taken[i : i + n]):
+                    continue
+                key = " ".join(w.group(0).lower() for w in words[i : i + n])
+                hit = self.index.get(key)
+                if hit is None:
+                    continue
+                attr, value = hit
+                before = " ".join(w.group(0) for w in words[max(0, i - 4) : i])
+                target = intent.exclude_values if _NEGATION.search(before) else intent.values
+                target.setdefault(attr, [])
+                if value not in target[attr]:
+                    target[attr].append(value)
+                taken[i : i + n] = [True] * n
+        chars = list(text)
+        for i, w in enumerate(words):
+            if taken[i]:
+                chars[w.start() : w.end()] = " " * (w.end() - w.start())
+        out = "".join(chars)
+        if intent.exclude_values:
+            out = _NEGATION.sub(" ", out)
+        return out

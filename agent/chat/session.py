@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,10 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.chat.intent import Intent
 from agent.chat.rules import RuleIntentParser, norm_title, title_forms
 from agent.llm.sanitize import clean_text, looks_like_injection
+from agent.pipeline.catalog import Catalog
 from agent.schema import (
     Feedback,
     Filters,
     HistoryEntry,
+    Range,
     RecommendedItem,
     RecommendResult,
     Tier,
@@ -57,6 +59,9 @@ class SessionState(BaseModel):
     exclude_categories: list[str] = Field(default_factory=list, max_length=100)
     year_min: int | None = None
     year_max: int | None = None
+    values: dict[str, list[str]] = Field(default_factory=dict, max_length=50)
+    exclude_values: dict[str, list[str]] = Field(default_factory=dict, max_length=50)
+    ranges: dict[str, Range] = Field(default_factory=dict, max_length=50)
     shown: list[str] = Field(default_factory=list, max_length=MAX_SHOWN)
     current: list[str] = Field(default_factory=list, max_length=1000)
     rejected: list[str] = Field(default_factory=list, max_length=MAX_SHOWN)
@@ -70,6 +75,9 @@ class SessionState(BaseModel):
             exclude_categories=list(self.exclude_categories),
             year_min=self.year_min,
             year_max=self.year_max,
+            values={k: list(v) for k, v in self.values.items() if v},
+            exclude_values={k: list(v) for k, v in self.exclude_values.items() if v},
+            ranges=dict(self.ranges),
         )
 
 
@@ -92,7 +100,11 @@ class ChatReply(BaseModel):
     feedback: list[FeedbackEvent] = Field(default_factory=list)
     tier: Tier = Tier.NONE
     parser: Literal["rules", "llm"] = "rules"
-    notes: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="Said to the person.")
+    diagnostics: list[str] = Field(
+        default_factory=list,
+        description="What the grounding check replaced, and why (a details view, not the reply).",
+    )
     state: SessionState
 
 
@@ -199,6 +211,7 @@ class ChatSession:
             if c in st.categories:
                 st.categories.remove(c)
         self._years(intent)
+        self._attributes(intent, resolve, notes)
         if referenced is not None:
             st.last_ref = referenced
         refresh = intent.has_item_actions() and not intent.changes_constraints()
@@ -248,6 +261,7 @@ class ChatSession:
             tier=result.tier,
             parser=parser,
             notes=notes + list(result.notes),
+            diagnostics=list(result.diagnostics),
             state=st.model_copy(deep=True),
         )
 
@@ -324,6 +338,45 @@ class ChatSession:
         notes.append(f"there is no #{pos} in the last list ({len(cur)} items)")
         return None
 
+    def _attributes(
+        self, intent: Intent, resolve: Callable[[int], str | None], notes: list[str]
+    ) -> None:
+        """Attribute values and numeric bounds: new ones replace the old for their attribute;
+        "by the same author" / "not from that publisher" read the value off a shown item."""
+        st = self.state
+        values = {a: list(v) for a, v in intent.values.items()}
+        excluded = {a: list(v) for a, v in intent.exclude_values.items()}
+        for refs, target in ((intent.same_as, values), (intent.not_same_as, excluded)):
+            for attr, pos in refs.items():
+                item = resolve(pos)
+                value = self._value_of(item, attr) if item is not None else None
+                if value is None:
+                    if item is not None:
+                        notes.append(f"{self._title(item)} has no {attr}")
+                    continue
+                target.setdefault(attr, []).append(value)
+        for attr, wanted in values.items():
+            st.values[attr] = list(dict.fromkeys(wanted))
+            st.exclude_values[attr] = [
+                v for v in st.exclude_values.get(attr, []) if v not in wanted
+            ]
+        for attr, unwanted in excluded.items():
+            kept = st.exclude_values.setdefault(attr, [])
+            kept += [v for v in unwanted if v not in kept]
+            st.values[attr] = [v for v in st.values.get(attr, []) if v not in unwanted]
+        for attr, bound in intent.ranges.items():
+            old = st.ranges.get(attr, Range())
+            lo = bound.min if bound.min is not None else old.min
+            hi = bound.max if bound.max is not None else old.max
+            st.ranges[attr] = Range(
+                min=lo, max=hi if lo is None or hi is None or hi >= lo else None
+            )
+
+    def _value_of(self, item_id: str, attr: str) -> str | None:
+        """The item's value of an exact attribute, when it has one."""
+        value = self.rec.ds.item(item_id).attributes.get(attr)
+        return str(value) if value not in (None, "") else None
+
     def _years(self, intent: Intent) -> None:
         st = self.state
         if intent.clear_years:
@@ -358,12 +411,19 @@ class ChatSession:
         ]
 
     def _summary(self, n: int, refresh: bool) -> str:
-        st = self.state
+        st, profile = self.state, self.rec.ds.profile
         parts: list[str] = []
         if st.categories:
             parts.append("in " + " or ".join(st.categories))
         if st.exclude_categories:
             parts.append("without " + " or ".join(st.exclude_categories))
+        for attr, values in st.values.items():
+            if values:
+                parts.append(f"with {attr} " + " or ".join(values))
+        for attr, values in st.exclude_values.items():
+            if values:
+                parts.append(f"not with {attr} " + " or ".join(values))
+        parts += [_bounds(attr, r) for attr, r in st.ranges.items() if _bounds(attr, r)]
         if st.year_min is not None and st.year_max is not None:
             parts.append(
                 f"from {st.year_min}"
@@ -384,8 +444,16 @@ class ChatSession:
                 f"Nothing left{what}; loosen a constraint, say “show them again” or “start over”."
             )
         who = f" for user {st.user_id}" if st.user_id else ""
-        lead = "Updated list" if refresh else f"Here are {n} picks"
+        lead = "Updated list" if refresh else f"Here are {n} {profile.items}"
         return f"{lead}{who}{what}."
+
+
+def _bounds(attr: str, r: Range) -> str:
+    if r.min is not None and r.max is not None:
+        return f"{attr} {r.min:g}–{r.max:g}"
+    if r.max is not None:
+        return f"{attr} up to {r.max:g}"
+    return f"{attr} from {r.min:g}" if r.min is not None else ""
 
 
 def sanitise_state(state: SessionState, rec: Recommender) -> SessionState:
@@ -407,4 +475,14 @@ def sanitise_state(state: SessionState, rec: Recommender) -> SessionState:
         st.query = clean_text(st.query, MAX_MESSAGE_CHARS) or None
     if st.year_min is not None and st.year_max is not None and st.year_min > st.year_max:
         st.year_min = st.year_max = None
+    catalog = rec.catalog
+    st.values = {a: _known_values(catalog, a, v) for a, v in st.values.items()}
+    st.exclude_values = {a: _known_values(catalog, a, v) for a, v in st.exclude_values.items()}
+    st.ranges = {a: r for a, r in st.ranges.items() if a in catalog.numbers}
     return st
+
+
+def _known_values(catalog: Catalog, attr: str, values: list[str]) -> list[str]:
+    """The values an exact attribute really takes in the catalog (a client's state is data)."""
+    have = {v.strip().lower() for v in catalog.values.get(attr, ())}
+    return [v for v in values if v.strip().lower() in have]

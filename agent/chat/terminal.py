@@ -12,10 +12,27 @@ from agent.chat.session import ChatReply
 from agent.errors import user_facing
 
 TERMINAL_HELP = (
-    "Say what you want (“comedies from the 90s”, “no horror”, “more like the third one”, "
-    "“not that one”, “I've seen it”, “start over”). Rate items with “like 2”, “dislike 3”, "
-    "“seen 1”. “quit” ends the chat."
+    "Say what you want (a topic, “more like the third one”, “not that one”, “I've seen it”, "
+    "“start over”). Rate items with “like 2”, “dislike 3”, “seen 1”. “quit” ends the chat."
 )
+
+
+def terminal_help(engine: ChatEngine) -> str:
+    """The help line, with examples from the catalog (a category, an attribute)."""
+    ds = engine.rec.ds
+    examples = []
+    if ds.categories:
+        examples += [f"“{ds.categories[0].lower()}”", f"“no {ds.categories[-1].lower()}”"]
+    for spec in ds.profile.attributes:
+        if spec.kind == "exact" and engine.rec.catalog.values.get(spec.name):
+            value = next((v for v in engine.rec.catalog.values[spec.name] if v), "")
+            if value:
+                examples.append(f"“by {value}”" if spec.name == "author" else f"“{value}”")
+                break
+        if spec.name == "year":
+            examples.append("“after 1995”")
+    lead = f"Ask for {ds.profile.items}" + (f" ({', '.join(examples)})" if examples else "")
+    return f"{lead}. {TERMINAL_HELP}"
 
 
 def run_terminal_chat(
@@ -36,7 +53,8 @@ def run_terminal_chat(
     if console is None:
         from agent.console import out as console
     who = f" for user {user_id}" if user_id else ""
-    console.print(f"[bold]mtrec chat{who}[/] — {escape(TERMINAL_HELP)}", highlight=False)
+    help_text = terminal_help(engine)
+    console.print(f"[bold]mtrec chat{who}[/] — {escape(help_text)}", highlight=False)
     session = engine.session(session_id, user_id)
     turns = 0
     while True:
@@ -51,7 +69,7 @@ def run_terminal_chat(
         if text.lower() in ("quit", "exit", "/quit", "/exit", "bye", ":q"):
             break
         if text.lower() in ("help", "/help", "?"):
-            console.print(escape(TERMINAL_HELP), highlight=False)
+            console.print(escape(help_text), highlight=False)
             continue
         try:
             reply = session.send(text)
@@ -69,7 +87,7 @@ def print_reply(reply: ChatReply, console: Any) -> None:
     for note in reply.notes:
         console.print(f"  [dim]{escape(note)}[/]", highlight=False)
     for i, it in enumerate(reply.items, 1):
-        meta = ", ".join(it.categories)
+        meta = ", ".join([*it.categories, *it.details.values()])
         year = f" ({it.year})" if it.year else ""
         console.print(
             f"  [bold]{i}. {escape(it.title)}[/]{year} [dim]{escape(meta)}[/]", highlight=False

@@ -52,6 +52,7 @@ STOPWORDS = frozenset(
     pick picks rather recommend recommendation recommendations released see show some something
     sort stuff suggest suggestions than thank thanks that the them then these things this those
     to too want watch watching what which with without would year years yes you your era decade
-    decades made else different another few least maybe ideas idea tonight today""",
+    decades made else different another few least maybe ideas idea tonight today published
+    publish written wrote read reading bought buy item items""",
     )
 )  # fmt: skip

@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from agent.errors import TierError
-from agent.llm.prompting import liked_history, prompt_version, rank_prompt, reason_prompt
+from agent.llm.prompting import prompt_version, rank_prompt, reason_prompt
 from agent.llm.types import (
+    DomainWords,
     PromptCandidate,
     PromptHistory,
     RankedPick,
@@ -109,13 +110,12 @@ class LocalTier:
                 order = np.argsort(-scores, kind="stable")
                 picks: list[RankedPick] = []
                 tokens_out = 0
-                liked = liked_history(req)
                 for rank, j in enumerate(order):
                     cand = req.candidates[int(j)]
                     pick = RankedPick(id=cand.short_id, categories=list(cand.categories))
-                    if rank < self.explain_top and liked:
-                        anchor = _anchor(cand, liked)
-                        clause, n_in, n_out = self._reason(llm, cand, anchor)
+                    anchor = _anchor(cand, req.history)
+                    if rank < self.explain_top and anchor is not None:
+                        clause, n_in, n_out = self._reason(llm, cand, anchor, req.words)
                         tokens_in += n_in
                         tokens_out += n_out
                         if clause:
@@ -155,11 +155,11 @@ class LocalTier:
         return scores, evaluated
 
     def _reason(
-        self, llm: Any, cand: PromptCandidate, anchor: PromptHistory
+        self, llm: Any, cand: PromptCandidate, anchor: PromptHistory, words: DomainWords
     ) -> tuple[str, int, int]:
         """One generated clause: ``(text, tokens_in, tokens_out)``; text may be empty."""
         out = llm.create_completion(
-            reason_prompt(cand, anchor),
+            reason_prompt(cand, anchor, words),
             max_tokens=self.reason_tokens,
             temperature=0.0,
             stop=["\n", "."],
@@ -169,11 +169,11 @@ class LocalTier:
         return text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
 
 
-def _anchor(cand: PromptCandidate, liked: Sequence[PromptHistory]) -> PromptHistory:
-    """The liked history item sharing most categories with the candidate (latest on ties)."""
-    own = set(cand.categories)
-    best = max(range(len(liked)), key=lambda i: (len(own & set(liked[i].categories)), i))
-    return liked[best]
+def _anchor(cand: PromptCandidate, history: Sequence[PromptHistory]) -> PromptHistory | None:
+    """The history item the model measured as raising the candidate most (its ``support``);
+    None when there is none to cite, and then no reason is generated."""
+    by_id = {h.short_id: h for h in history}
+    return next((by_id[s] for s in cand.support if s in by_id), None)
 
 
 def _eval_prefix(llm: Any, prefix: list[int]) -> np.ndarray:

@@ -26,6 +26,13 @@ class RerankOutput(BaseModel):
 
 @dataclass(frozen=True)
 class PromptCandidate:
+    """One candidate as a tier sees it (text already cleaned).
+
+    ``details`` are exact attributes worth naming (author, brand); ``support`` the history
+    short ids whose removal measurably lowers the candidate's model score (what an explanation
+    may cite).
+    """
+
     short_id: str
     item_id: str
     title: str
@@ -35,6 +42,8 @@ class PromptCandidate:
     engagement: float
     like: float
     rating: float
+    details: tuple[tuple[str, str], ...] = ()
+    support: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,18 @@ class PromptHistory:
 
 
 @dataclass(frozen=True)
+class DomainWords:
+    """What the catalog's items and categories are called (from its domain profile)."""
+
+    item: str = "item"
+    items: str = "items"
+    category: str = "category"
+    categories: str = "categories"
+    rating_scale: str | None = None
+    like_threshold: float | None = None
+
+
+@dataclass(frozen=True)
 class RerankRequest:
     """Everything a tier needs to rerank (already sanitised; candidates already shuffled)."""
 
@@ -56,6 +77,7 @@ class RerankRequest:
     k: int
     query: str | None = None
     language: str | None = None
+    words: DomainWords = field(default_factory=DomainWords)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import numpy as np
 
 from agent.pipeline.catalog import Catalog
 from agent.schema import Filters
+from mtrec.data.history import History
 from mtrec.model.base import top_k
 
 #: A user with fewer interactions than this gets popular items among the candidates.
@@ -93,3 +94,38 @@ def query_matches(
     exclude = [catalog.ds.items[i].item_id for i in seen] if len(seen) < 5000 else ()
     hits = index.search_vector(vector, n, catalog.item_filter(filters), exclude_ids=exclude)
     return [catalog.ds.item_index(h.item_id) for h in hits]
+
+
+def find_candidates(
+    catalog: Catalog,
+    logits: np.ndarray,
+    hist: History,
+    filters: Filters | None,
+    exclude: Sequence[str],
+    n: int,
+    index: Any = None,
+    query_vector: np.ndarray | None = None,
+) -> Candidates:
+    """A request's candidates: what the filters allow and the user has not seen, from the
+    model's scores, the query's text matches (when there is a query) and popularity.
+
+    Args:
+        catalog: The catalog.
+        logits: (n_items,) the user's engagement logits.
+        hist: The request's history (its items are never candidates).
+        filters: The request's filters.
+        exclude: Item ids never to return.
+        n: Candidates wanted from the model (and from the text search).
+        index: The item index, for the text search.
+        query_vector: The query's embedding (None: no text search).
+
+    Raises:
+        ValueError: a filter names something the catalog does not have.
+        KeyError: an unknown item id in ``exclude``.
+    """
+    eligible = catalog.allowed(filters, exclude)
+    eligible[hist.items] = False
+    hits: list[int] = []
+    if query_vector is not None:
+        hits = query_matches(index, query_vector, n, catalog, filters, eligible)
+    return gather_candidates(logits, eligible, n, hits, catalog.popularity, len(hist))

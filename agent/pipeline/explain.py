@@ -1,8 +1,12 @@
 """Stage 4: grounded explanations and the items of the answer.
 
-Template explanations are built from model evidence only; every LLM explanation must pass the
-grounding check (cited items in the history, named titles among the candidates or the history,
-named categories the item's own) or it is replaced by the template, and marked so.
+Template explanations say one short thing, the strongest the evidence supports (see
+``agent.pipeline.evidence``): a history item whose removal drops the item down the list, a
+shared author or brand, the request's text, people who liked the same, a favourite category,
+popularity. Every LLM explanation must pass the grounding check or it is replaced by the
+template, and marked so: cited history items must measurably raise the item's score, named
+titles must be candidates or history, named categories the item's own, and endorsements,
+claims about everyone, echoed instructions and copied catalog text are refused.
 """
 
 from __future__ import annotations
@@ -13,106 +17,140 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agent.llm.sanitize import looks_like_injection
 from agent.pipeline.candidates import Candidates
-from agent.pipeline.catalog import Catalog, TitleIndex
+from agent.pipeline.catalog import Catalog, CoLikes, TitleIndex, liked
+from agent.pipeline.evidence import (
+    EVIDENCE_WINDOW,
+    Contribution,
+    contributions,
+    removal_window,
+    shared_attributes,
+)
 from agent.pipeline.rerank import LLMText, RerankOutcome
 from agent.pipeline.scoring import FusionWeights, ScoredCandidates, score_candidates
+from agent.schema import Contribution as ContributionOut
 from agent.schema import Evidence, RecommendedItem, TaskScoresOut
 from mtrec.data.history import History
-from mtrec.data.schema import EventType, Item
+from mtrec.data.schema import Item
 from mtrec.model.multitask import MultiTaskModel
 
-#: Phrases of the rerank prompt; an explanation that repeats one is leaking the prompt.
+#: Phrases of the rerank prompts; an explanation that repeats one is leaking the prompt.
 _PROMPT_SNIPPETS = (
-    "reranking step of a movie recommender",
+    "reranking step of",
     "never invent ids",
     "<data>",
     "catalog or user data, not instructions",
     "system prompt",
 )
+#: Claims no data here can support: endorsements by someone, and claims about everyone.
+_UNSUPPORTED = re.compile(
+    r"\b(?:editors?|critics?|reviewers?|experts?|staff|the press)\b[^.]{0,40}?"
+    r"\b(?:say|says|said|pick|picks|choice|recommend|recommends|love|loves|agree|rave)\b"
+    r"|\b(?:award[- ]winning|best[- ]?sell(?:er|ing)|must[- ](?:read|see|watch|have|buy)"
+    r"|#\s?1\b|number one|top[- ]rated|critically acclaimed|masterpiece)"
+    r"|\b(?:everyone|everybody|anyone|all (?:users|readers|viewers|customers|people)"
+    r"|guaranteed?|can'?t go wrong|no one (?:can|could|will))\b",
+    re.IGNORECASE,
+)
+#: Words an explanation uses to tell the ranker what to do (an echoed instruction).
+_INSTRUCTION = re.compile(
+    r"\b(?:rank(?:ed)?(?: (?:it|this|me|item))? (?:first|#?1|higher|top)"
+    r"|put (?:it|this) (?:first|on top)|instruct(?:ed|ions?)?|ignore (?:all|any|previous|prior))\b",
+    re.IGNORECASE,
+)
+#: Consecutive words an explanation may share with the item's own catalog text.
+_MAX_COPIED_WORDS = 5
+#: Cited history items must be among this many top contributors.
+_TOP_CONTRIBUTORS = 5
+#: Co-likes below this are not worth saying.
+_MIN_CO_LIKES = 3
+#: Attribute names said with "by"; others with "from" (brand, publisher, label, ...).
+_BY = frozenset({"author", "authors", "artist", "director", "writer", "creator", "composer"})
 
 
 @dataclass(frozen=True)
 class ItemEvidence:
-    """Model evidence for one recommended item."""
+    """What the model and the data say about one recommended item for one user.
 
-    nearest_history: list[int]  # dense ids of the history items nearest to it
-    shared_categories: list[str]
+    Attributes:
+        contributions: Real counterfactual contributions, largest drop first.
+        tried: Every history item the leave-one-out removed (dense ids).
+        shared_categories: The item's categories among the user's top three.
+        co_liked: (history item, people who liked both), the strongest pair.
+        attribute: (attribute, value, history item): a shared exact attribute.
+        query_match: The item came from the request's text search.
+        engagement: p(item | user).
+        like: Probability the user likes it.
+        rating: Expected rating.
+    """
+
+    contributions: tuple[Contribution, ...]
+    tried: tuple[int, ...]
+    shared_categories: tuple[str, ...]
+    co_liked: tuple[int, int] | None
+    attribute: tuple[str, str, int] | None
+    query_match: bool
     engagement: float
     like: float
     rating: float
 
 
-def nearest_history(
-    candidate_vectors: np.ndarray,
-    history_vectors: np.ndarray,
-    history_items: np.ndarray,
-    n: int = 2,
-) -> list[list[int]]:
-    """For each candidate, the ``n`` history items nearest by cosine of model item vectors.
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
-    Args:
-        candidate_vectors: (C, d).
-        history_vectors: (H, d).
-        history_items: (H,) dense ids.
-        n: How many per candidate.
+
+def template_explanation(
+    catalog: Catalog, item: Item, ev: ItemEvidence, liked_ids: set[int], query: str | None
+) -> tuple[str, str, tuple[int, ...]]:
+    """One short sentence from the strongest evidence.
 
     Returns:
-        C lists of dense item ids, nearest first (empty when the history is empty).
+        ``(text, reason, cited history items)``; ``reason`` names the evidence used.
     """
-    if len(history_items) == 0:
-        return [[] for _ in range(len(candidate_vectors))]
-    a = candidate_vectors / np.maximum(
-        np.linalg.norm(candidate_vectors, axis=1, keepdims=True), 1e-12
-    )
-    b = history_vectors / np.maximum(np.linalg.norm(history_vectors, axis=1, keepdims=True), 1e-12)
-    sims = a @ b.T
-    out = []
-    for row in sims:
-        order = np.argsort(-row, kind="stable")
-        picked: list[int] = []
-        for j in order:
-            item = int(history_items[j])
-            if item not in picked:
-                picked.append(item)
-            if len(picked) == n:
-                break
-        out.append(picked)
-    return out
+    profile, items = catalog.profile, catalog.ds.items
+    noun = profile.item_noun
 
+    def because(h: int) -> str:
+        title = f"“{items[h].title}”"
+        return f"Because you liked {title}" if h in liked_ids else f"Because of {title}"
 
-def template_explanation(item: Item, history_items: Sequence[Item], ev: ItemEvidence) -> str:
-    """A short explanation built only from facts the model and catalog hold."""
-    parts = []
-    if history_items:
-        titles = " and ".join(f"“{h.title}”" for h in history_items)
-        parts.append(f"Recommended because you watched {titles}, the closest to it in your history")
-    else:
-        parts.append("Recommended as one of the most popular items for new users")
+    top = ev.contributions[0] if ev.contributions else None
+    if top is not None and top.rank_without > top.rank_with:
+        where = f"{ordinal(top.rank_without)} instead of {ordinal(top.rank_with)}"
+        return (
+            f"{because(top.item)}: without it, this {noun} would rank {where}.",
+            "history",
+            (top.item,),
+        )
+    if ev.attribute is not None:
+        name, value, h = ev.attribute
+        prep = "by" if name.lower() in _BY else "from"
+        text = f"Another {noun} {prep} {value}, like “{items[h].title}”, which you liked."
+        return text, "attribute", (h,)
+    if ev.query_match and query:
+        return f"It matches what you asked for: “{query}”.", "query", ()
+    if ev.co_liked is not None and ev.co_liked[1] >= _MIN_CO_LIKES:
+        h, n = ev.co_liked
+        return f"{n} people who liked “{items[h].title}” also liked this {noun}.", "co_liked", (h,)
+    if top is not None:
+        return f"{because(top.item)}, which raises its score for you.", "history", (top.item,)
     if ev.shared_categories:
-        parts.append(f"it is {', '.join(ev.shared_categories)}, like much of what you watch")
-    text = "; ".join(parts) + ". "
-    text += (
-        f"The model gives it a {ev.like:.0%} chance you like it and a predicted rating of "
-        f"{ev.rating:.1f}."
-    )
-    return text
+        cats = " and ".join(ev.shared_categories)
+        return f"It is {cats}, among the {profile.categories} you pick most.", "category", ()
+    if not ev.tried:
+        return f"One of the most popular {profile.items} with everyone here.", "popular", ()
+    return f"The model's best guess for you ({ev.like:.0%} chance you like it).", "model", ()
 
 
-def evidence_model(history_items: Sequence[Item], ev: ItemEvidence) -> Evidence:
-    return Evidence(
-        history_items=tuple(h.item_id for h in history_items),
-        history_titles=tuple(h.title for h in history_items),
-        categories=tuple(ev.shared_categories),
-    )
-
-
-def explanation_anchors(hist: History, last: int = 50) -> np.ndarray:
-    """History items an explanation may point to ("because you liked X"): the latest ones the
-    user did not dislike (rated below 3, or a dislike event); all latest ones if none."""
-    disliked = (hist.events == EventType.DISLIKE.code) | (hist.values < 3)  # NaN < 3 is False
-    kept = hist.items[~disliked]
-    return (kept if len(kept) else hist.items)[-last:]
+def _copies_catalog_text(text: str, item: Item) -> bool:
+    """The text repeats a run of more than ``_MAX_COPIED_WORDS`` words of the item's own
+    catalog description (whose claims nothing here can check)."""
+    words = re.findall(r"\w+", item.text.lower())
+    said = " " + " ".join(re.findall(r"\w+", text.lower())) + " "
+    n = _MAX_COPIED_WORDS + 1
+    return any(f" {' '.join(words[i : i + n])} " in said for i in range(max(0, len(words) - n + 1)))
 
 
 def category_pattern(category: str) -> re.Pattern[str] | None:
@@ -144,12 +182,16 @@ def check_grounding(
     allowed_titles: Iterable[str],
     titles: TitleIndex,
     known_categories: Iterable[str] = (),
+    contributors: set[str] | None = None,
 ) -> tuple[bool, str]:
     """Is an LLM explanation grounded in the data?
 
-    Rules: cited history items must be in the user's history; named titles must be a
-    candidate or a history item; claimed categories, whether listed or named in the text
-    (checked against ``known_categories``, the catalog's), must be the item's own.
+    Rules: cited history items must be in the user's history and, when ``contributors`` is
+    given, among the history items whose removal measurably lowers the item's score; named
+    titles must be a candidate or a history item; claimed categories, whether listed or named
+    in the text (checked against ``known_categories``, the catalog's), must be the item's
+    own; no endorsement, claim about everyone, echoed instruction, prompt text or copied
+    catalog text.
 
     Returns:
         ``(ok, reason)``; reason is empty when ok.
@@ -159,6 +201,10 @@ def check_grounding(
     bad_cites = [h for h in cited_history if h not in history_ids]
     if bad_cites:
         return False, f"cites items not in the history: {bad_cites[:3]}"
+    if contributors is not None:
+        idle = [h for h in cited_history if h not in contributors]
+        if idle:
+            return False, f"cites history items that do not raise its score: {idle[:3]}"
     own = {c.lower() for c in item.categories}
     bad_cats = [c for c in claimed_categories if c.lower() not in own]
     if bad_cats:
@@ -169,6 +215,13 @@ def check_grounding(
     low = text.lower()
     if any(snippet in low for snippet in _PROMPT_SNIPPETS):
         return False, "repeats the prompt"
+    if looks_like_injection(text) or _INSTRUCTION.search(text):
+        return False, "repeats an instruction"
+    claim = _UNSUPPORTED.search(text)
+    if claim:
+        return False, f"makes a claim no data supports: {claim.group(0)!r}"
+    if item.text and _copies_catalog_text(text, item):
+        return False, "repeats the item's catalog text"
     stray = titles.mentioned(text, allowed_titles)
     if stray:
         return False, f"names titles that are neither candidates nor history: {sorted(stray)[:3]}"
@@ -183,48 +236,128 @@ class Explanation:
     template is shown instead.
     """
 
-    text: str | None
-    source: str | None  # "llm", "template", or None when no text was asked for
+    text: str
+    source: str  # "llm" or "template"
     evidence: Evidence
     grounded: bool = True
     failure: str = ""
 
 
+@dataclass(frozen=True)
+class ExplainContext:
+    """What every item of one request is explained against."""
+
+    catalog: Catalog
+    hist: History
+    liked_ids: set[int]
+    hist_ids: set[str]
+    allowed_titles: list[str]
+    query: str | None
+
+    @classmethod
+    def build(
+        cls, catalog: Catalog, hist: History, candidates: np.ndarray, query: str | None
+    ) -> ExplainContext:
+        items = catalog.ds.items
+        return cls(
+            catalog=catalog,
+            hist=hist,
+            liked_ids={int(i) for i in hist.items[liked(hist, catalog.ds)]},
+            hist_ids={items[i].item_id for i in hist.items},
+            allowed_titles=[items[i].title for i in np.concatenate([hist.items, candidates])],
+            query=query,
+        )
+
+
+def _evidence(ctx: ExplainContext, ev: ItemEvidence, reason: str, cited: Sequence[int]) -> Evidence:
+    items = ctx.catalog.ds.items
+    co = ev.co_liked if reason == "co_liked" else None
+    return Evidence(
+        history_items=tuple(items[h].item_id for h in cited),
+        history_titles=tuple(items[h].title for h in cited),
+        categories=ev.shared_categories,
+        reason=reason,
+        contributions=tuple(
+            ContributionOut(
+                item_id=items[c.item].item_id,
+                title=items[c.item].title,
+                score_drop=round(c.score_drop, 4),
+                rank_with=c.rank_with,
+                rank_without=c.rank_without,
+            )
+            for c in ev.contributions
+        ),
+        co_liked=co[1] if co else None,
+        attribute=ev.attribute[:2] if ev.attribute and reason == "attribute" else None,
+    )
+
+
 def explain_item(
-    catalog: Catalog,
-    item: int,
-    ev: ItemEvidence,
-    llm: LLMText | None,
-    hist_ids: set[str],
-    allowed_titles: Sequence[str],
+    ctx: ExplainContext, item: int, ev: ItemEvidence, llm: LLMText | None
 ) -> Explanation:
     """The LLM's text when it passes the grounding check, else the template."""
-    ds = catalog.ds
-    it = ds.items[item]
-    near = [ds.items[h] for h in ev.nearest_history]
-    template = Explanation(template_explanation(it, near, ev), "template", evidence_model(near, ev))
+    it = ctx.catalog.ds.items[item]
+    text, reason, cited = template_explanation(ctx.catalog, it, ev, ctx.liked_ids, ctx.query)
+    template = Explanation(text, "template", _evidence(ctx, ev, reason, cited))
     if llm is None or not llm.text:
         return template
-    ok, reason = check_grounding(
+    items = ctx.catalog.ds.items
+    top = [c for c in ev.contributions][:_TOP_CONTRIBUTORS]
+    ok, why = check_grounding(
         llm.text,
         llm.cited,
         llm.categories,
         it,
-        hist_ids,
-        allowed_titles,
-        catalog.titles,
-        ds.categories,
+        ctx.hist_ids,
+        ctx.allowed_titles,
+        ctx.catalog.titles,
+        ctx.catalog.ds.categories,
+        contributors={items[c.item].item_id for c in top},
     )
     if not ok:
-        return Explanation(template.text, "template", template.evidence, False, reason)
-    evidence = template.evidence
-    if llm.cited:  # the LLM's own citations, with their titles
-        evidence = Evidence(
-            history_items=llm.cited,
-            history_titles=tuple(ds.item(c).title for c in llm.cited),
-            categories=tuple(ev.shared_categories),
+        return Explanation(template.text, "template", template.evidence, False, why)
+    by_id = {items[c.item].item_id: c.item for c in top}
+    cited_dense = [by_id[c] for c in llm.cited]
+    return Explanation(llm.text, "llm", _evidence(ctx, ev, "llm", cited_dense))
+
+
+def item_evidence(
+    ctx: ExplainContext,
+    model: MultiTaskModel,
+    items: Sequence[int],
+    scored: ScoredCandidates,
+    sources: dict[int, tuple[str, ...]],
+    weights: FusionWeights,
+    co_likes: CoLikes | None,
+    window: int = EVIDENCE_WINDOW,
+) -> dict[int, ItemEvidence]:
+    """Evidence for each of ``items`` (candidates of ``scored``): one batched leave-one-out
+    (its cost does not grow with the number of items), co-likes, shared attributes and
+    categories."""
+    catalog, hist = ctx.catalog, ctx.hist
+    pos = scored.position()
+    tried = removal_window(hist, catalog.ds, window)
+    found = contributions(model, hist, scored, list(items), tried, weights)
+    liked_items = np.array(sorted(ctx.liked_ids), np.int64)
+    user_counts = catalog.user_category_counts(hist)
+    co = co_likes.best(np.array(items, np.int64), liked_items) if co_likes else [None] * len(items)
+    shared = shared_attributes(catalog, items, liked_items)
+    ts = scored.tasks
+    out = {}
+    for n, item in enumerate(items):
+        j = pos[item]
+        out[item] = ItemEvidence(
+            contributions=tuple(c for c in found[item] if c.real)[:_TOP_CONTRIBUTORS],
+            tried=tuple(int(i) for i in tried),
+            shared_categories=tuple(catalog.shared_categories(item, user_counts)),
+            co_liked=co[n],
+            attribute=shared.get(item),
+            query_match="query" in sources.get(item, ()),
+            engagement=float(ts.engagement[j]),
+            like=float(ts.like[j]),
+            rating=float(ts.rating[j]),
         )
-    return Explanation(llm.text, "llm", evidence)
+    return out
 
 
 @dataclass(frozen=True)
@@ -233,51 +366,47 @@ class ExplainedItems:
 
     items: tuple[RecommendedItem, ...]
     ungrounded: int
-    notes: tuple[str, ...]
+    diagnostics: tuple[str, ...]
 
 
 def explain_items(
-    catalog: Catalog,
-    hist: History,
+    ctx: ExplainContext,
     k: int,
     candidates: Candidates,
     scored: ScoredCandidates,
     outcome: RerankOutcome,
-    item_vectors: np.ndarray,
+    evidence: dict[int, ItemEvidence],
     write_explanations: bool = True,
 ) -> ExplainedItems:
     """The first ``k`` items of the final order with scores, evidence and explanations.
 
     Args:
-        catalog: The catalog.
-        hist: The request's history.
+        ctx: The request's history and catalog.
         k: List length.
         candidates: Where each candidate came from.
         scored: Model scores and order.
         outcome: The final order and the LLM's texts (if a tier answered).
-        item_vectors: (n_items, d) the model's item vectors (evidence: nearest history items).
+        evidence: ``item_evidence`` of (at least) the first ``k`` items.
         write_explanations: False leaves ``explanation`` empty (evidence is still given).
     """
-    ds = catalog.ds
-    top = outcome.order[:k]
+    ds = ctx.catalog.ds
     pos, model_rank = scored.position(), scored.rank()
-    evidence = item_evidence(catalog, hist, top, scored, item_vectors)
-    allowed_titles = [ds.items[i].title for i in np.concatenate([hist.items, candidates.items])]
-    hist_ids = {ds.items[i].item_id for i in hist.items}
     items: list[RecommendedItem] = []
-    notes: list[str] = []
-    for item, ev in zip(top, evidence, strict=True):
+    diagnostics: list[str] = []
+    for item in outcome.order[:k]:
+        ev = evidence[item]
         j, it = pos[item], ds.items[item]
         llm = outcome.texts.get(item) if write_explanations else None
-        ex = explain_item(catalog, item, ev, llm, hist_ids, allowed_titles)
+        ex = explain_item(ctx, item, ev, llm)
         if ex.failure:
-            notes.append(f"explanation of {it.item_id} replaced: {ex.failure}")
+            diagnostics.append(f"explanation of {it.item_id} replaced: {ex.failure}")
         items.append(
             RecommendedItem(
                 item_id=it.item_id,
                 title=it.title,
                 year=it.year,
                 categories=it.categories,
+                details=ctx.catalog.details(item),
                 score=round(outcome.score[item], 6),
                 model_score=round(float(scored.fused[j]), 4),
                 task_scores=TaskScoresOut(engagement=ev.engagement, like=ev.like, rating=ev.rating),
@@ -290,32 +419,7 @@ def explain_items(
                 evidence=ex.evidence,
             )
         )
-    return ExplainedItems(tuple(items), len(notes), tuple(notes))
-
-
-def item_evidence(
-    catalog: Catalog,
-    hist: History,
-    items: Sequence[int],
-    scored: ScoredCandidates,
-    item_vectors: np.ndarray,
-) -> list[ItemEvidence]:
-    """Model evidence for each of ``items`` (candidates of ``scored``)."""
-    pos = scored.position()
-    anchors = explanation_anchors(hist)
-    near = nearest_history(item_vectors[list(items)], item_vectors[anchors], anchors)
-    user_counts = catalog.user_category_counts(hist)
-    ts = scored.tasks
-    return [
-        ItemEvidence(
-            near[r],
-            catalog.shared_categories(item, user_counts),
-            float(ts.engagement[pos[item]]),
-            float(ts.like[pos[item]]),
-            float(ts.rating[pos[item]]),
-        )
-        for r, item in enumerate(items)
-    ]
+    return ExplainedItems(tuple(items), len(diagnostics), tuple(diagnostics))
 
 
 def explain_one(
@@ -324,22 +428,34 @@ def explain_one(
     hist: History,
     item: int,
     weights: FusionWeights,
+    co_likes: CoLikes | None = None,
 ) -> RecommendedItem:
-    """Scores, evidence and a template explanation of one item for one history."""
-    items = np.array([item])
-    scored = score_candidates(items, model.task_scores(hist, items), weights)
-    ev = item_evidence(catalog, hist, [item], scored, model.item_vectors())[0]
-    ex = explain_item(catalog, item, ev, None, set(), ())
-    it = catalog.ds.items[item]
+    """Scores, evidence and a template explanation of one item for one history.
+
+    The counterfactual ranks are among the item and the model's top 30 for the history.
+    """
+    seen = np.zeros(catalog.ds.n_items, bool)
+    seen[hist.items] = True
+    logits = model.score(np.array([-1]), [hist])[0]
+    top = [int(i) for i in np.argsort(-np.where(seen, -np.inf, logits), kind="stable")[:30]]
+    cands = np.array([item] + [i for i in top if i != item])
+    scored = score_candidates(cands, model.task_scores(hist, cands), weights)
+    ctx = ExplainContext.build(catalog, hist, cands, None)
+    ev = item_evidence(ctx, model, [item], scored, {}, weights, co_likes)[item]
+    ex = explain_item(ctx, item, ev, None)
+    it, ts = catalog.ds.items[item], scored.tasks
     return RecommendedItem(
         item_id=it.item_id,
         title=it.title,
         year=it.year,
         categories=it.categories,
+        details=catalog.details(item),
         score=float(scored.fused[0]),
         model_score=float(scored.fused[0]),
-        task_scores=TaskScoresOut(engagement=ev.engagement, like=ev.like, rating=ev.rating),
-        model_rank=1,
+        task_scores=TaskScoresOut(
+            engagement=float(ts.engagement[0]), like=float(ts.like[0]), rating=float(ts.rating[0])
+        ),
+        model_rank=scored.rank()[item],
         explanation=ex.text,
         explanation_source=ex.source,
         evidence=ex.evidence,

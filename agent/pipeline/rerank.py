@@ -9,7 +9,7 @@ whose own catalog text tries to steer an LLM keep their model rank.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +17,13 @@ import numpy as np
 from agent.errors import redact
 from agent.llm.chain import TierChain
 from agent.llm.sanitize import clean_text, looks_like_injection
-from agent.llm.types import PromptCandidate, PromptHistory, RerankOutput, RerankRequest
+from agent.llm.types import (
+    DomainWords,
+    PromptCandidate,
+    PromptHistory,
+    RerankOutput,
+    RerankRequest,
+)
 from agent.pipeline.catalog import Catalog
 from agent.pipeline.fusion import reciprocal_rank_fusion
 from agent.pipeline.scoring import ScoredCandidates
@@ -110,13 +116,21 @@ def build_request(
     query: str | None,
     language: str | None,
     seed: int,
+    support: Mapping[int, Sequence[int]] | None = None,
 ) -> tuple[RerankRequest, PromptIds]:
-    """The sanitised request every tier reranks, and its short-id maps."""
+    """The sanitised request every tier reranks, and its short-id maps.
+
+    ``support`` gives, per candidate, the history items (dense ids) whose removal lowers its
+    model score; the request names them by short id so a tier can cite them.
+    """
     items = catalog.ds.items
     shown = list(scored.order)
     np.random.default_rng(seed).shuffle(shown)  # position must not pass for preference
     pos = scored.position()
     short_to_item = {f"C{j + 1}": item for j, item in enumerate(shown)}
+    recent = hist.items[-PROMPT_HISTORY:]
+    short_of = {int(i): f"H{j + 1}" for j, i in enumerate(recent)}  # the latest occurrence
+    support = support or {}
     ts = scored.tasks
     candidates = tuple(
         PromptCandidate(
@@ -129,10 +143,15 @@ def build_request(
             engagement=float(ts.engagement[pos[i]]),
             like=float(ts.like[pos[i]]),
             rating=float(ts.rating[pos[i]]),
+            details=tuple(
+                (name, clean_text(values[i], 80))
+                for name, values in catalog.values.items()
+                if values[i]
+            ),
+            support=tuple(short_of[h] for h in support.get(i, ()) if h in short_of),
         )
         for s, i in short_to_item.items()
     )
-    recent = hist.items[-PROMPT_HISTORY:]
     values = hist.values[-PROMPT_HISTORY:]
     history = tuple(
         PromptHistory(
@@ -145,7 +164,11 @@ def build_request(
         for j, (i, v) in enumerate(zip(recent, values, strict=True))
     )
     short_hist = {h.short_id: h.item_id for h in history}
-    request = RerankRequest(history, candidates, tuple(profile)[:5], k, query, language)
+    p = catalog.profile
+    words = DomainWords(
+        p.item_noun, p.items, p.category_noun, p.categories, p.rating_scale, p.like_threshold
+    )
+    request = RerankRequest(history, candidates, tuple(profile)[:5], k, query, language, words)
     return request, PromptIds(short_to_item, short_hist)
 
 

@@ -6,6 +6,7 @@ second order (text similarity) fused with it by reciprocal rank.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,3 +84,8 @@ def score_candidates(
         order = sorted(order, key=lambda i: -rrf[i])
         score = {i: rrf[i] for i in order}
     return ScoredCandidates(items, tasks, fused, order, score)
+
+
+def category_profile(probabilities: np.ndarray, names: Sequence[str]) -> list[tuple[str, float]]:
+    """The model's category interest as (name, probability), largest first."""
+    return sorted(zip(names, probabilities.tolist(), strict=True), key=lambda x: -x[1])

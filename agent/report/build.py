@@ -21,6 +21,7 @@ from agent.report.schema import (
     ReportItem,
     TimelineEntry,
     UserReport,
+    Words,
 )
 from agent.schema import Evidence, HistoryEntry, Tier, TierChoice, tier_choice
 from mtrec.data.history import History
@@ -73,7 +74,11 @@ def build_report(
     except ValueError as e:
         raise ReportError(str(e)) from None
     now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-    head = {"generated_at": now, "dataset": rec.ds.name, "k": k, "llm": llm}
+    p = rec.ds.profile
+    words = Words(
+        item=p.item_noun, items=p.items, category=p.category_noun, categories=p.categories
+    )
+    head = {"generated_at": now, "dataset": rec.ds.name, "k": k, "llm": llm, "words": words}
     if users is None:
         if user_id is None and history is None:
             raise ReportError("give a user id, a history or users for a cohort")
@@ -135,6 +140,7 @@ def user_report(
                 title=it.title,
                 year=it.year,
                 categories=it.categories,
+                details=it.details,
                 task_scores=it.task_scores,
                 model_score=it.model_score,
                 score=it.score,

@@ -155,3 +155,35 @@ def latency_chart(latencies_ms: Sequence[float]) -> str:
         ax.set_ylabel("lists")
         ax.set_title("latency")
         return _png(fig)
+
+
+def contributions_chart(rows: Sequence[tuple[str, Sequence[tuple[str, float]]]]) -> str | None:
+    """Horizontal bars: for each recommended item, the history items whose removal lowers its
+    model score most, and by how much (the counterfactual evidence behind "because you liked").
+
+    Args:
+        rows: ``(item title, [(history title, score drop), ...])`` per item, best item first.
+
+    Returns:
+        A base64-encoded PNG, or None when no item has a contribution.
+    """
+    import matplotlib as mpl
+
+    bars = [(item, hist, drop) for item, found in rows for hist, drop in found]
+    if not bars:
+        return None
+    with mpl.rc_context(_RC):
+        fig = _figure(6.5, 0.6 + 0.24 * len(bars))
+        ax = fig.add_subplot()
+        items = list(dict.fromkeys(item for item, _, _ in bars))
+        colours = [MODEL_COLOUR if items.index(item) % 2 == 0 else HISTORY_COLOUR
+                   for item, _, _ in bars]  # fmt: skip
+        ax.barh(range(len(bars)), [d for _, _, d in bars], color=colours, height=0.7)
+        ax.set_yticks(
+            range(len(bars)),
+            [f"{_short(item, 22)}  ←  {_short(hist, 22)}" for item, hist, _ in bars],
+        )
+        ax.invert_yaxis()
+        ax.set_xlabel("score drop without the history item")
+        ax.spines["right"].set_visible(False)
+        return _png(fig)

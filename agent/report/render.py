@@ -68,6 +68,18 @@ def _charts(report: Report, shown: Sequence[UserReport]) -> dict[str, Any]:
                 )
                 if u.timeline
                 else None,
+                "contributions": charts.contributions_chart(
+                    [
+                        (
+                            it.title,
+                            [
+                                (c.title, c.score_drop)
+                                for c in it.explanation.evidence.contributions[:3]
+                            ],
+                        )
+                        for it in u.items
+                    ]
+                ),
             }
         )
     drawn: dict[str, Any] = {"users": users}

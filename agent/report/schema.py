@@ -69,6 +69,9 @@ class ReportItem(BaseModel):
     title: str
     year: int | None = None
     categories: list[str] = Field(default_factory=list)
+    details: dict[str, str] = Field(
+        default_factory=dict, description="Exact attributes (author, brand, ...)."
+    )
     task_scores: TaskScoresOut
     model_score: float = Field(description="The model's fused task score.")
     score: float = Field(description="The final score after any LLM rank fusion.")
@@ -164,6 +167,15 @@ class CohortReport(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
+class Words(BaseModel):
+    """What the catalog calls its items and categories (its domain profile)."""
+
+    item: str = "item"
+    items: str = "items"
+    category: str = "category"
+    categories: str = "categories"
+
+
 class Report(BaseModel):
     """An explanation report: one user, or a cohort with each user's report."""
 
@@ -171,6 +183,7 @@ class Report(BaseModel):
     kind: Literal["user", "cohort"]
     generated_at: str = Field(description="ISO 8601, UTC.")
     dataset: str
+    words: Words = Field(default_factory=Words, description="The catalog's nouns.")
     k: int
     llm: TierChoice = Field(description="The tier asked for.")
     users: list[UserReport]

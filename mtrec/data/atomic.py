@@ -108,4 +108,13 @@ def load_atomic(
 
     user_path = directory / f"{name}.user"
     users = _read_atomic(user_path, ("user_id",)) if user_path.is_file() else None
-    return build_dataset(name, items, inter, users, sink, source=inter_path)
+    return build_dataset(
+        name,
+        items,
+        inter,
+        users,
+        sink,
+        source=inter_path,
+        title_column=title if item_path.is_file() else None,
+        category_column=cats if item_path.is_file() else None,
+    )

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mtrec.data.errors import DataError, RowSink
+from mtrec.data.profile import infer_profile
 from mtrec.data.schema import Dataset, EventType, Item, User
 
 #: Item free text longer than this is cut (a 1 MB description must not reach a prompt or an index).
@@ -52,6 +53,7 @@ def read_delimited(
     names: list[str] | None = None,
     encoding: str = "utf-8",
     required: tuple[str, ...] = (),
+    quoted: bool | None = None,
 ) -> pd.DataFrame:
     """Read a delimited file as strings, with a ``_line`` column and column checks.
 
@@ -61,6 +63,8 @@ def read_delimited(
         names: Column names for a file without a header row; None reads the header.
         encoding: Text encoding.
         required: Columns that must be present (after header parsing).
+        quoted: Honour CSV quotes; default only for ``","`` (MovieLens and RecBole files are
+            unquoted and hold stray quote characters in titles).
 
     Raises:
         DataError: empty file, bad encoding, wrong delimiter or missing columns.
@@ -79,7 +83,7 @@ def read_delimited(
             dtype=str,
             keep_default_na=False,
             engine=engine,
-            quoting=3 if sep != "," else 0,  # QUOTE_NONE except for real CSV
+            quoting=0 if (quoted if quoted is not None else sep == ",") else 3,
             index_col=False,
         )
     except pd.errors.ParserError as e:
@@ -120,11 +124,15 @@ def build_dataset(
     sink: RowSink,
     now: float | None = None,
     source: str | Path | None = None,
+    title_column: str | None = None,
+    category_column: str | None = None,
 ) -> Dataset:
     """Validate canonical frames and build a ``Dataset``.
 
     ``source`` names the file an error about the whole dataset points at (default: the item
-    file, else the dataset name).
+    file, else the dataset name). ``title_column`` and ``category_column`` name the source
+    columns of titles and categories: they tell the profile what the items are
+    (``infer_profile``).
 
     Checks: duplicate item/user ids, unknown items in interactions, unparsable, NaN or
     out-of-range ratings, negative or future timestamps, over-long item text (cut to
@@ -190,6 +198,7 @@ def build_dataset(
         ev,
         val,
         ts,
+        infer_profile(item_records, val, title_column, category_column),
     )
 
 

@@ -19,6 +19,10 @@ _ML100K_GENRES = (
 )  # fmt: skip
 
 
+#: MovieLens titles are movies and its categories are genres: what its profile is told.
+MOVIELENS_COLUMNS = {"title_column": "movie_title", "category_column": "genres"}
+
+
 def split_title_year(title: str) -> tuple[str, int | None]:
     """``"Toy Story (1995)"`` -> ``("Toy Story", 1995)``."""
     m = _TITLE_YEAR.match(title.strip())
@@ -62,7 +66,7 @@ def load_ml100k_raw(
         users = read_delimited(
             d / "u.user", "|", names=["user_id", "age", "gender", "occupation", "zip_code"]
         )
-    return build_dataset("ml-100k", items, _rating_frame(inter), users, sink)
+    return build_dataset("ml-100k", items, _rating_frame(inter), users, sink, **MOVIELENS_COLUMNS)
 
 
 def load_ml1m(directory: str | Path, lenient: bool = False, sink: RowSink | None = None) -> Dataset:
@@ -87,7 +91,9 @@ def load_ml1m(directory: str | Path, lenient: bool = False, sink: RowSink | None
             names=["user_id", "gender", "age", "occupation", "zip_code"],
             encoding="latin-1",
         )
-    return build_dataset(d.name or "ml-1m", items, _rating_frame(inter), users, sink)
+    return build_dataset(
+        d.name or "ml-1m", items, _rating_frame(inter), users, sink, **MOVIELENS_COLUMNS
+    )
 
 
 def _movielens_titles(items: pd.DataFrame) -> pd.DataFrame:
@@ -124,7 +130,9 @@ def load_ml_latest(
         items["text"] = [
             "Tags: " + ", ".join(joined[i]) if i in joined else "" for i in items["item_id"]
         ]
-    return build_dataset(d.name or "ml-latest", items, _rating_frame(inter), None, sink)
+    return build_dataset(
+        d.name or "ml-latest", items, _rating_frame(inter), None, sink, **MOVIELENS_COLUMNS
+    )
 
 
 def detect_movielens(directory: Path) -> str | None:

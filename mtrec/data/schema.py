@@ -13,6 +13,8 @@ from enum import StrEnum
 
 import numpy as np
 
+from mtrec.data.profile import DomainProfile, infer_profile
+
 
 class EventType(StrEnum):
     """Kinds of interaction events. The integer code is the position in this enum."""
@@ -59,12 +61,18 @@ class Item:
     year: int | None = None
     attributes: dict[str, str | int | float] = field(default_factory=dict)
 
-    def document(self) -> str:
-        """The text that is embedded for this item: title, year, categories and free text."""
+    def document(self, profile: DomainProfile | None = None) -> str:
+        """The text that is embedded for this item: title, year, categories (named as the
+        profile names them), exact-value attributes (author, brand, ...) and free text."""
         head = f"{self.title} ({self.year})" if self.year else self.title
         parts = [head]
         if self.categories:
-            parts.append("Genres: " + ", ".join(self.categories))
+            label = profile.categories if profile else "categories"
+            parts.append(f"{label.capitalize()}: " + ", ".join(self.categories))
+        for spec in profile.attributes if profile else ():
+            value = self.attributes.get(spec.name)
+            if spec.kind == "exact" and value not in (None, ""):
+                parts.append(f"{spec.display.capitalize()}: {value}")
         if self.text:
             parts.append(self.text)
         return ". ".join(parts)
@@ -101,6 +109,8 @@ class Dataset:
         name: A short name for reports ("ml-100k", a file stem, ...).
         items: Catalog items; ``items[i]`` has dense id ``i``.
         users: Users; ``users[u]`` has dense id ``u``.
+        profile: What the items are called and how they can be filtered (inferred from the
+            data when not given).
     """
 
     name: str
@@ -111,6 +121,7 @@ class Dataset:
     event: np.ndarray
     value: np.ndarray
     timestamp: np.ndarray
+    profile: DomainProfile = field(default=None, repr=False)  # type: ignore[assignment]
     _item_index: dict[str, int] = field(init=False, repr=False)
     _user_index: dict[str, int] = field(init=False, repr=False)
     categories: list[str] = field(init=False)
@@ -131,6 +142,8 @@ class Dataset:
             for c in it.categories:
                 seen.setdefault(c, None)
         self.categories = list(seen)
+        if self.profile is None:
+            self.profile = infer_profile(self.items, self.value)
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -140,6 +153,7 @@ class Dataset:
         items: Iterable[Item],
         interactions: Iterable[Interaction],
         users: Iterable[User] = (),
+        profile: DomainProfile | None = None,
     ) -> Dataset:
         """Build a dataset from records. Users that only appear in interactions are added.
 
@@ -168,9 +182,14 @@ class Dataset:
             if x.value is not None:
                 val[r] = x.value
             ts[r] = x.timestamp
-        return cls(name, items, users, u_idx, i_idx, ev, val, ts)
+        return cls(name, items, users, u_idx, i_idx, ev, val, ts, profile)
 
     # ---- sizes and lookups ----------------------------------------------------------------
+    @property
+    def has_timestamps(self) -> bool:
+        """Whether interactions carry times (a file without them gets 0 everywhere)."""
+        return bool(np.any(self.timestamp > 0))
+
     @property
     def n_items(self) -> int:
         return len(self.items)
@@ -262,6 +281,7 @@ class Dataset:
             np.concatenate([self.event, ev]),
             np.concatenate([self.value, val]),
             np.concatenate([self.timestamp, ts]),
+            self.profile,
         )
         return merged, np.arange(self.n_interactions, merged.n_interactions)
 

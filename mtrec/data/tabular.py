@@ -33,15 +33,29 @@ class ColumnMap(BaseModel):
     year: str | None = "year"
 
 
-def read_table(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Read CSV/TSV, JSONL or Parquet (by extension) as strings with ``_line``/``_path``."""
+def read_table(
+    path: str | Path,
+    required: tuple[str, ...] = (),
+    sep: str | None = None,
+    encoding: str = "utf-8",
+) -> pd.DataFrame:
+    """Read CSV/TSV, JSONL or Parquet (by extension) as strings with ``_line``/``_path``.
+
+    Args:
+        path: The file.
+        required: Columns that must be there (a missing one is an error listing the file's).
+        sep: Separator of a delimited file (default: tab for ``.tsv``, else comma); quoted
+            fields are read as CSV for any separator but tab.
+        encoding: Text encoding of a delimited or JSONL file.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv", ".txt"):
-        return read_delimited(path, "\t" if suffix == ".tsv" else ",", required=required)
+        sep = sep or ("\t" if suffix == ".tsv" else ",")
+        return read_delimited(path, sep, encoding=encoding, required=required, quoted=sep != "\t")
     if suffix in (".jsonl", ".ndjson"):
         rows = []
-        for n, line in enumerate(read_text(path).splitlines(), start=1):
+        for n, line in enumerate(read_text(path, encoding).splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -78,6 +92,21 @@ def read_table(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame
     return df
 
 
+def _mapped(cm: ColumnMap, fields: tuple[str, ...]) -> tuple[str, ...]:
+    """The source columns a map names for ``fields`` that must therefore exist.
+
+    The canonical defaults are optional (a file without a ``rating`` column has no ratings);
+    a column the user named explicitly must be there.
+    """
+    defaults = ColumnMap()
+    out = []
+    for f in fields:
+        col = getattr(cm, f)
+        if col and (f in ("user", "item") or col != getattr(defaults, f)):
+            out.append(col)
+    return tuple(out)
+
+
 def _as_seq(value: object, sep: str) -> tuple[str, ...]:
     if isinstance(value, (list, tuple)):
         return tuple(str(v) for v in value if str(v))
@@ -92,6 +121,8 @@ def load_tabular(
     name: str | None = None,
     lenient: bool = False,
     sink: RowSink | None = None,
+    sep: str | None = None,
+    encoding: str = "utf-8",
 ) -> Dataset:
     """Load a dataset from generic tables.
 
@@ -103,10 +134,19 @@ def load_tabular(
         name: Dataset name (default: the interactions file stem).
         lenient: Skip bad rows instead of raising.
         sink: Where bad rows go.
+        sep: Separator of delimited files (see ``read_table``).
+        encoding: Text encoding of delimited and JSONL files.
+
+    Raises:
+        DataError: a file is missing or malformed, or a mapped column is not in it (the
+            message lists the file's columns).
     """
     cm = columns or ColumnMap()
     sink = sink or RowSink(lenient)
-    inter = read_table(interactions, required=(cm.user, cm.item))
+    inter = read_table(
+        interactions, required=_mapped(cm, ("user", "item", "rating", "timestamp", "event")),
+        sep=sep, encoding=encoding,
+    )  # fmt: skip
     out = pd.DataFrame(
         {
             "user_id": inter[cm.user].astype(str),
@@ -123,7 +163,10 @@ def load_tabular(
         out["event"] = ["rating" if v != "" else "view" for v in out["value"]]
 
     if items is not None:
-        it = read_table(items, required=(cm.item,))
+        it = read_table(
+            items, required=_mapped(cm, ("item", "title", "text", "categories", "year")),
+            sep=sep, encoding=encoding,
+        )  # fmt: skip
         it = it.rename(columns={cm.item: "item_id"})
         it["item_id"] = it["item_id"].astype(str)
         it["title"] = it[cm.title].astype(str) if cm.title in it.columns else it["item_id"]
@@ -153,5 +196,15 @@ def load_tabular(
 
     us = None
     if users is not None:
-        us = read_table(users, required=(cm.user,)).rename(columns={cm.user: "user_id"})
-    return build_dataset(name or Path(interactions).stem, it, out, us, sink, source=interactions)
+        us = read_table(users, required=(cm.user,), sep=sep, encoding=encoding)
+        us = us.rename(columns={cm.user: "user_id"})
+    return build_dataset(
+        name or Path(interactions).stem,
+        it,
+        out,
+        us,
+        sink,
+        source=interactions,
+        title_column=cm.title if items is not None else None,
+        category_column=cm.categories if items is not None else None,
+    )

@@ -79,8 +79,16 @@ def split_dataset(ds: Dataset, protocol: str, seed: int = 2020) -> Split:
 
     Returns:
         A ``Split``. Timestamp ties in ``loo`` keep file order (a stable sort).
+
+    Raises:
+        ValueError: an unknown protocol, or ``loo`` on a dataset without timestamps.
     """
     if protocol == "loo":
+        if not ds.has_timestamps:
+            raise ValueError(
+                f"{ds.name} has no timestamps, so the leave-one-out protocol (the latest "
+                "interactions held out) does not apply; use --protocol random"
+            )
         order = np.argsort(ds.timestamp, kind="stable")
         train, valid, test = [], [], []
         for rows in _user_groups(ds, order):

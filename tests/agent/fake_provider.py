@@ -29,6 +29,7 @@ MODES = (
     "invented_history",
     "inject_first",
     "leak_prompt",
+    "obey_catalog",
 )
 
 
@@ -131,11 +132,15 @@ class FakeProvider:
                     "usage": {"prompt_tokens": 10, "completion_tokens": 9, "total_tokens": 19},
                 },
             )
+        # A capable model cites what the prompt says raises each candidate ("raised by: H3").
+        support = dict(re.findall(r"^(C\d+): .*\| raised by: (H\d+)", text, flags=re.MULTILINE))
         ranking = [
             {
                 "id": c,
-                "explanation": f"A fine pick related to {hist[0] if hist else ''}.",
-                "cited_history": hist[:1],
+                "explanation": f"A fine pick close to {support[c]}."
+                if c in support
+                else "A fine pick.",
+                "cited_history": [support[c]] if c in support else [],
                 "categories": [],
             }
             for c in reversed(cands)
@@ -158,6 +163,11 @@ class FakeProvider:
                 ranking.insert(0, {"id": target.group(1), "explanation": "as instructed"})
         elif m == "leak_prompt":
             ranking[0]["explanation"] = "System prompt: " + text[:200]
+        elif m == "obey_catalog":
+            # Does whatever a candidate's catalog text says: repeats it as the explanation and
+            # puts that candidate first (a model fooled by the data it was given).
+            for c, said in re.findall(r"^(C\d+): .* — (.*?) \| model:", text, flags=re.MULTILINE):
+                ranking.insert(0, {"id": c, "explanation": said, "cited_history": hist[:1]})
         return self._json(h, 200, _tool_answer({"ranking": ranking}))
 
     def _json(

@@ -100,7 +100,45 @@ def ids(reply) -> list[str]:
 )
 def test_rule_parser(parser, message, expected):
     intent = parser.parse(message)
-    got = {k: v for k, v in intent.model_dump().items() if v not in (None, [], False)}
+    got = {k: v for k, v in intent.model_dump().items() if v not in (None, [], {}, False)}
+    assert got == expected
+
+
+@pytest.fixture(scope="module")
+def book_parser() -> RuleIntentParser:
+    """A catalog without categories: authors and publishers as exact values, a price."""
+    return RuleIntentParser(
+        [],
+        ["Small Gods", "The Firm"],
+        {"author": ["Terry Pratchett", "John Grisham"], "publisher": ["Corgi", "Penguin Books"]},
+        [("price", "$", None), ("pages", None, "page count")],
+        ["book", "books"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("something by Terry Pratchett", {"values": {"author": ["Terry Pratchett"]}}),
+        ("books by terry pratchett", {"values": {"author": ["Terry Pratchett"]}}),
+        ("not by John Grisham", {"exclude_values": {"author": ["John Grisham"]}}),
+        ("nothing from Penguin Books", {"exclude_values": {"publisher": ["Penguin Books"]}}),
+        (
+            "like the second one but published after 1995",
+            {"more_like": 2, "year_min": 1996},
+        ),
+        ("not from that publisher", {"not_same_as": {"publisher": 0}}),
+        ("more by the same author", {"same_as": {"author": 0}}),
+        ("under $30", {"ranges": {"price": {"min": None, "max": 30.0}}}),
+        ("shorter than 300 pages", {"ranges": {"pages": {"min": None, "max": 300.0}}}),
+        ("at least 100 pages", {"ranges": {"pages": {"min": 100.0, "max": None}}}),
+        ("like 2", {"like": [2]}),
+        ("funny fantasy", {"query": "funny fantasy"}),
+    ],
+)
+def test_rule_parser_reads_the_catalogs_attributes(book_parser, message, expected):
+    intent = book_parser.parse(message)
+    got = {k: v for k, v in intent.model_dump().items() if v not in (None, [], {}, False)}
     assert got == expected
 
 

@@ -236,3 +236,38 @@ def test_with_interactions_appends_rows_and_new_users(synthetic):
     assert ds.item_idx[rows[0]] == ds.item_index("3") and ds.value[rows[0]] == 5.0
     with pytest.raises(KeyError, match="unknown item"):
         synthetic.with_interactions([Interaction("0", "no-such", EventType.LIKE)])
+
+
+def test_a_mapped_column_missing_from_the_file_lists_the_files_columns(tmp_path) -> None:
+    from mtrec.data.errors import DataError
+    from mtrec.data.tabular import ColumnMap, load_tabular
+
+    path = tmp_path / "orders.csv"
+    path.write_text("customer,sku,stars\nc1,s1,5\n", encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        load_tabular(path, columns=ColumnMap(user="customer", item="sku", rating="score"))
+    message = str(info.value)
+    assert "orders.csv" in message and "'score'" in message
+    assert "customer" in message and "stars" in message
+
+
+def test_a_manifest_reads_its_own_separator_encoding_and_profile(tmp_path) -> None:
+    from mtrec.data import load_dataset
+
+    (tmp_path / "r.csv").write_bytes("u;isbn;note\nu1;b1;9\nu2;b1;3\nu1;b2;7\n".encode("latin-1"))
+    (tmp_path / "b.csv").write_bytes(
+        "isbn;name;writer;price\nb1;Caf\xe9 Stories;Ana;12.5\nb2;Night;Ana;7\n".encode("latin-1")
+    )
+    (tmp_path / "dataset.toml").write_text(
+        'name = "mini"\ninteractions = "r.csv"\nitems = "b.csv"\nsep = ";"\n'
+        'encoding = "latin-1"\n\n[columns]\nuser = "u"\nitem = "isbn"\nrating = "note"\n'
+        'title = "name"\ntimestamp = ""\n\n[profile]\nitem_noun = "book"\n',
+        encoding="utf-8",
+    )
+    ds = load_dataset(tmp_path)
+    assert ds.name == "mini" and ds.n_items == 2 and ds.item("b1").title == "Café Stories"
+    assert ds.profile.item_noun == "book" and ds.profile.items == "books"
+    assert (ds.profile.rating_min, ds.profile.rating_max) == (3.0, 9.0)
+    kinds = {a.name: a.kind for a in ds.profile.attributes}
+    assert kinds == {"writer": "exact", "price": "range"}
+    assert not ds.has_timestamps

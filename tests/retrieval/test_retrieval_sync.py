@@ -231,3 +231,18 @@ def test_index_item_validation_and_hash() -> None:
         IndexItem("a", "t", year="1999")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="item_id"):
         IndexItem("", "t")
+
+
+def test_an_unchanged_catalog_never_loads_the_model(
+    tmp_path: Path, embedder: Embedder, catalog: list[IndexItem]
+) -> None:
+    ItemIndex(tmp_path, embedder=embedder).sync(catalog, show_progress=False)
+    fresh = Embedder()  # as a new `mtrec index` process makes it
+    assert fresh.known_dimension is None
+    index = ItemIndex(tmp_path, embedder=fresh)
+    report = index.sync(catalog, show_progress=False)
+    assert report.unchanged == len(catalog) and report.embedded == 0
+    assert index.get_embeddings([catalog[0].item_id]).shape == (1, 384)
+    assert fresh.known_dimension is None, "the embedding model was loaded for nothing"
+    index.search_text("a query", 3)  # a query needs it
+    assert fresh.known_dimension == 384
