@@ -298,6 +298,7 @@ class Recommender:
             diagnostics=explained.diagnostics,
             model_order=self._ids(scored.order),
             llm_order=self._ids(outcome.llm_order),
+            llm_weight=outcome.llm_weight,
             latency_ms={**clock.ms, "total": clock.total()},
             **head,
         )
@@ -323,14 +324,14 @@ class Recommender:
         request, ids = build_request(
             self.catalog, hist, scored, interest, req.k, query, req.language, seed, support
         )
-        weight, suspicious = self.settings.llm_weight, self.catalog.suspicious
-        return rerank(self.chain, request, ids, scored, req.llm, weight, suspicious)
+        weight_for, suspicious = self.settings.weight_for, self.catalog.suspicious
+        return rerank(self.chain, request, ids, scored, req.llm, weight_for, suspicious)
 
     def _answer_context(self) -> dict[str, Any]:
         return {
             "model": self.checkpoint,
             "llm_model": self.settings.llm_model,
-            "weight": self.settings.llm_weight,
+            "fusion": self.settings.fusion_context(),
             "prompts": [prompt_version(local=False), prompt_version(local=True)],
         }
 

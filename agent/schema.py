@@ -313,6 +313,11 @@ class RecommendResult(BaseModel):
         description="The order fused with model_order when an LLM tier answered: the LLM's "
         "accepted picks, then the other candidates in model order; empty otherwise.",
     )
+    llm_weight: float | None = Field(
+        default=None,
+        description="The weight llm_order was fused with (per tier and model: a calibrated "
+        "weight, the tier's own or the default); None when no LLM answered.",
+    )
 
 
 def hit_record(hit: Any) -> dict[str, Any]:

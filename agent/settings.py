@@ -12,7 +12,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,7 +21,7 @@ from pydantic_settings import (
 )
 
 from agent.errors import ConfigFileError, remember_secret
-from agent.schema import TierChoice
+from agent.schema import Tier, TierChoice
 
 CONFIG_FILE = "mtrec.toml"
 DEFAULT_WORKSPACE = "mtrec-workspace"
@@ -29,6 +29,20 @@ DEFAULT_WORKSPACE = "mtrec-workspace"
 
 def default_workspace() -> Path:
     return Path(os.environ.get("MTREC_WORKSPACE", DEFAULT_WORKSPACE))
+
+
+class CalibratedWeight(BaseModel):
+    """One ``[calibration."<tier>:<model>"]`` table: the weight, and how it was measured
+    (``mtrec calibrate`` also writes the sample, the gain and its interval)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    weight: float = Field(ge=0.0, le=1.0)
+
+
+def calibration_key(tier: Tier | str, model_name: str) -> str:
+    """The key of a tier and model's calibrated weight, e.g. ``"local:gemma.gguf"``."""
+    return f"{Tier(tier).value}:{model_name}"
 
 
 class Settings(BaseSettings):
@@ -47,7 +61,13 @@ class Settings(BaseSettings):
         local_explain_top: Items of the local tier's ranking that get a generated reason (the
             rest get template explanations; each reason costs ~0.4 s on 2 CPU cores).
         local_reason_tokens: Generation cap of one local reason.
-        llm_weight: Weight of the LLM's order in the final rank fusion (0 = model only).
+        llm_weight: Weight of the LLM's order in the final rank fusion (0 = model only), for a
+            tier with neither its own weight nor a calibration (see ``weight_for``).
+        llm_weight_remote: The remote tier's weight (overrides any calibration).
+        llm_weight_local: The local tier's weight (overrides any calibration).
+        calibration: Weights measured by ``mtrec calibrate``, keyed ``"<tier>:<model name>"``
+            (``[calibration."remote:gpt-4o-mini"]`` in ``mtrec.toml``, with ``weight = 0.3``
+            and how it was measured), so a weight measured for one model never serves another.
         fuse_like: Weight of the like head's logit in the model's fused score.
         fuse_rating: Weight of the predicted rating (minus 3) in the model's fused score.
         candidates: Candidates shown to the reranker.
@@ -76,6 +96,9 @@ class Settings(BaseSettings):
     local_reason_tokens: int = Field(default=16, ge=1)
     # 0.1: the largest weight at which the local tier did not lower NDCG@10 (BENCHMARKS.md).
     llm_weight: float = Field(default=0.1, ge=0.0, le=1.0)
+    llm_weight_remote: float | None = Field(default=None, ge=0.0, le=1.0)
+    llm_weight_local: float | None = Field(default=None, ge=0.0, le=1.0)
+    calibration: dict[str, CalibratedWeight] = Field(default_factory=dict)
     fuse_like: float = 0.0
     fuse_rating: float = 0.0
     candidates: int = 30
@@ -108,6 +131,25 @@ class Settings(BaseSettings):
     @property
     def remote_configured(self) -> bool:
         return self.llm_base_url is not None or self.llm_api_key is not None
+
+    def weight_for(self, tier: Tier | str, model_name: str | None) -> float:
+        """The LLM weight of a tier's answer: ``llm_weight_<tier>`` when set, else the weight
+        ``mtrec calibrate`` measured for this tier and model name, else ``llm_weight``."""
+        tier = Tier(tier)
+        own = {Tier.REMOTE: self.llm_weight_remote, Tier.LOCAL: self.llm_weight_local}.get(tier)
+        if own is not None:
+            return own
+        calibrated = self.calibration.get(calibration_key(tier, model_name or ""))
+        return calibrated.weight if calibrated is not None else self.llm_weight
+
+    def fusion_context(self) -> dict[str, object]:
+        """Every setting that changes how an LLM answer is fused (part of the cache key)."""
+        return {
+            "weight": self.llm_weight,
+            "remote": self.llm_weight_remote,
+            "local": self.llm_weight_local,
+            "calibration": {k: v.weight for k, v in sorted(self.calibration.items())},
+        }
 
 
 _CURRENT_CONFIG: dict[str, Path | None] = {"path": None}

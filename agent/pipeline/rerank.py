@@ -9,7 +9,7 @@ whose own catalog text tries to steer an LLM keep their model rank.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,7 +65,8 @@ class GuardedAnswer:
 class RerankOutcome:
     """What the rerank stage hands on: the final order and who produced it.
 
-    ``tier`` is ``none`` when no LLM answered (then the order is the model's).
+    ``tier`` is ``none`` when no LLM answered (then the order is the model's); ``llm_weight``
+    is the weight the LLM's order was fused with (None when no LLM answered).
     """
 
     tier: Tier
@@ -80,6 +81,11 @@ class RerankOutcome:
     llm_model: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
+    llm_weight: float | None = None
+
+
+#: The fusion weight of an answer, from the tier that gave it and its model name.
+WeightFor = Callable[[Tier, str], float]
 
 
 @dataclass(frozen=True)
@@ -203,18 +209,21 @@ def rerank(
     ids: PromptIds,
     scored: ScoredCandidates,
     start: TierChoice,
-    llm_weight: float,
+    llm_weight: float | WeightFor,
     suspicious: np.ndarray,
 ) -> RerankOutcome:
     """Ask the chain from ``start`` down; fuse an answer with the model's order.
 
-    The final score is weighted RRF of the model order (``1 - llm_weight``) and the LLM's
-    order (``llm_weight``).
+    The final score is weighted RRF of the model order (``1 - w``) and the LLM's order
+    (``w``), where ``w`` is ``llm_weight``, or ``llm_weight(tier, model)`` for the tier that
+    answered (``Settings.weight_for``: per tier, per calibrated model).
     """
     result = chain.run(request, start)
     model_order = scored.order
     if result.answer is None:
         return RerankOutcome(Tier.NONE, model_order, scored.score, tuple(result.fallbacks))
+    if callable(llm_weight):
+        llm_weight = llm_weight(result.tier, result.answer.model)
     guarded = guard(result.answer.output, ids, model_order)
     # Items whose catalog text tries to steer the LLM keep their model rank.
     picked = [i for i in guarded.order[: len(guarded.texts)] if not suspicious[i]]
@@ -235,4 +244,5 @@ def rerank(
         llm_model=result.answer.model,
         tokens_in=result.answer.tokens_in,
         tokens_out=result.answer.tokens_out,
+        llm_weight=llm_weight,
     )
