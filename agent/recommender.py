@@ -270,7 +270,9 @@ class Recommender:
         clock.lap("scores")
 
         ctx = ExplainContext.build(self.catalog, hist, cands.items, query)
-        window = EVIDENCE_WINDOW if req.llm == TierChoice.NONE else PROMPT_HISTORY
+        # The leave-one-out costs a user-encoder pass per history item tried: a model-only
+        # answer without explanations skips it; an LLM tier measures what its prompt shows.
+        window = PROMPT_HISTORY if req.llm != TierChoice.NONE else EVIDENCE_WINDOW * req.explain
         evidence = item_evidence(
             ctx, self.model, cands.items.tolist(), scored, cands.sources, self.weights,
             self.co_likes, window,

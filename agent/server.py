@@ -114,6 +114,9 @@ class Health(BaseModel):
     feedback_store: bool | None = None
     feedback_backend: str | None = None
     pid: int | None = None
+    words: dict[str, str] = Field(
+        default_factory=dict, description="What the catalog calls its items and categories."
+    )
 
 
 # ---- the app ----------------------------------------------------------------------------------
@@ -313,6 +316,13 @@ def health(request: Request) -> Health:
         model=r.checkpoint,
         feedback_store=r.feedback is not None,
         pid=os.getpid(),
+        words={
+            "item": r.ds.profile.item_noun,
+            "items": r.ds.profile.items,
+            "category": r.ds.profile.category_noun,
+            "categories": r.ds.profile.categories,
+            "example_category": r.ds.categories[0] if r.ds.categories else "",
+        },
     )
 
 

@@ -150,10 +150,24 @@ def run_evaluation(
     protocol: str | None = None,
     baselines: bool = False,
     show_progress: bool = True,
+    mask: str = "history",
 ) -> dict[str, Any]:
-    """Test-split metrics of the workspace's model (and baselines) under one protocol."""
-    from mtrec.model.baselines import BPRModel, ContentModel, ItemKNNModel, PopularityModel
+    """Test-split metrics of the workspace's model (and baselines) under one protocol.
 
+    ``mask``: ``history`` ranks only items the user has not met (train and valid items
+    excluded, RecBole's general-model convention); ``none`` ranks every item (RecBole's
+    sequential convention).
+    """
+    from mtrec.model.baselines import (
+        BPRModel,
+        ContentModel,
+        ItemKNNModel,
+        LastItemKNNModel,
+        PopularityModel,
+    )
+
+    if mask not in ("history", "none"):
+        raise ValueError(f"--mask must be history or none, got {mask!r}")
     model = MultiTaskModel.load(ws.model_dir)
     protocol = protocol or model.config.protocol
     _check_protocol(protocol)
@@ -169,8 +183,14 @@ def run_evaluation(
     models: list[Any] = [model]
     if baselines:
         text = ws.text_embeddings(ds)
-        models += [PopularityModel(), ItemKNNModel(), BPRModel(), ContentModel(text, recent=20)]
-    results: dict[str, Any] = {"protocol": protocol, "models": {}}
+        models += [
+            PopularityModel(),
+            ItemKNNModel(),
+            BPRModel(),
+            ContentModel(text, recent=20),
+            LastItemKNNModel(),
+        ]
+    results: dict[str, Any] = {"protocol": protocol, "mask": mask, "models": {}}
     with progress(transient=True) as bar:
         for m in models:
             n_users = len(np.unique(ds.user_idx[split.test]))
@@ -180,7 +200,7 @@ def run_evaluation(
                 m.fit(ds, split.train)
             fit_s = time.perf_counter() - t0
             metrics = evaluate_ranking(
-                m, ds, split, "test", on_batch=lambda n, t=task: bar.advance(t, n)
+                m, ds, split, "test", mask=mask, on_batch=lambda n, t=task: bar.advance(t, n)
             )
             metrics["fit_seconds"] = round(fit_s, 2)
             results["models"][m.name] = {k: round(v, 4) for k, v in metrics.items()}

@@ -60,6 +60,8 @@ class Contribution:
 def removal_window(hist: History, ds: Dataset, window: int = EVIDENCE_WINDOW) -> np.ndarray:
     """The latest ``window`` distinct history items the user did not dislike, latest first."""
     out: list[int] = []
+    if window <= 0:
+        return np.array(out, np.int64)
     bad = disliked(hist, ds)
     for item, is_bad in zip(hist.items[::-1], bad[::-1], strict=True):
         if not is_bad and int(item) not in out:

@@ -12,6 +12,7 @@ claims about everyone, echoed instructions and copied catalog text are refused.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -101,13 +102,14 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def template_explanation(
+def template_options(
     catalog: Catalog, item: Item, ev: ItemEvidence, liked_ids: set[int], query: str | None
-) -> tuple[str, str, tuple[int, ...]]:
-    """One short sentence from the strongest evidence.
+) -> list[tuple[str, str, tuple[int, ...]]]:
+    """Every short sentence the evidence supports, strongest first.
 
     Returns:
-        ``(text, reason, cited history items)``; ``reason`` names the evidence used.
+        ``(text, reason, cited history items)`` each; ``reason`` names the evidence used. The
+        last option always exists (the model's own estimate, or popularity for a new user).
     """
     profile, items = catalog.profile, catalog.ds.items
     noun = profile.item_noun
@@ -116,32 +118,57 @@ def template_explanation(
         title = f"“{items[h].title}”"
         return f"Because you liked {title}" if h in liked_ids else f"Because of {title}"
 
+    out: list[tuple[str, str, tuple[int, ...]]] = []
     top = ev.contributions[0] if ev.contributions else None
     if top is not None and top.rank_without > top.rank_with:
         where = f"{ordinal(top.rank_without)} instead of {ordinal(top.rank_with)}"
-        return (
-            f"{because(top.item)}: without it, this {noun} would rank {where}.",
-            "history",
-            (top.item,),
-        )
+        text = f"{because(top.item)}: without it, this {noun} would rank {where}."
+        out.append((text, "history", (top.item,)))
     if ev.attribute is not None:
         name, value, h = ev.attribute
         prep = "by" if name.lower() in _BY else "from"
         text = f"Another {noun} {prep} {value}, like “{items[h].title}”, which you liked."
-        return text, "attribute", (h,)
+        out.append((text, "attribute", (h,)))
     if ev.query_match and query:
-        return f"It matches what you asked for: “{query}”.", "query", ()
+        out.append((f"It matches what you asked for: “{query}”.", "query", ()))
     if ev.co_liked is not None and ev.co_liked[1] >= _MIN_CO_LIKES:
         h, n = ev.co_liked
-        return f"{n} people who liked “{items[h].title}” also liked this {noun}.", "co_liked", (h,)
-    if top is not None:
-        return f"{because(top.item)}, which raises its score for you.", "history", (top.item,)
+        text = f"{n} people who liked “{items[h].title}” also liked this {noun}."
+        out.append((text, "co_liked", (h,)))
+    if top is not None and top.rank_without <= top.rank_with:
+        out.append(
+            (f"{because(top.item)}, which raises its score for you.", "history", (top.item,))
+        )
     if ev.shared_categories:
         cats = " and ".join(ev.shared_categories)
-        return f"It is {cats}, among the {profile.categories} you pick most.", "category", ()
+        out.append((f"It is {cats}, among the {profile.categories} you pick most.", "category", ()))
     if not ev.tried:
-        return f"One of the most popular {profile.items} with everyone here.", "popular", ()
-    return f"The model's best guess for you ({ev.like:.0%} chance you like it).", "model", ()
+        out.append((f"One of the most popular {profile.items} with everyone here.", "popular", ()))
+    else:
+        text = f"The model's best guess for you ({ev.like:.0%} chance you like it)."
+        out.append((text, "model", ()))
+    return out
+
+
+def template_explanation(
+    catalog: Catalog,
+    item: Item,
+    ev: ItemEvidence,
+    liked_ids: set[int],
+    query: str | None,
+    used: Counter[str] | None = None,
+) -> tuple[str, str, tuple[int, ...]]:
+    """One short sentence from the evidence: the strongest, or, when ``used`` counts what the
+    list's earlier items already said, the strongest kind said least so far (a list of ten
+    reads as ten reasons, not one reason ten times). Personal evidence that moved the item
+    in the list (a history item without which it would rank lower, the same author as a liked
+    item) is always said."""
+    options = template_options(catalog, item, ev, liked_ids, query)
+    first = options[0]
+    if used is None or first[1] == "attribute" or "would rank" in first[0]:
+        return first
+    real = options[:-1] or options  # the fallback only when nothing else is there
+    return min(real, key=lambda o: used[o[1]])  # min keeps the first of equal counts
 
 
 def _copies_catalog_text(text: str, item: Item) -> bool:
@@ -293,16 +320,21 @@ def _evidence(ctx: ExplainContext, ev: ItemEvidence, reason: str, cited: Sequenc
 
 
 def explain_item(
-    ctx: ExplainContext, item: int, ev: ItemEvidence, llm: LLMText | None
+    ctx: ExplainContext,
+    item: int,
+    ev: ItemEvidence,
+    llm: LLMText | None,
+    used: Counter[str] | None = None,
 ) -> Explanation:
-    """The LLM's text when it passes the grounding check, else the template."""
+    """The LLM's text when it passes the grounding check, else the template (``used``: the
+    kinds of evidence the list's earlier templates already cited)."""
     it = ctx.catalog.ds.items[item]
-    text, reason, cited = template_explanation(ctx.catalog, it, ev, ctx.liked_ids, ctx.query)
+    text, reason, cited = template_explanation(ctx.catalog, it, ev, ctx.liked_ids, ctx.query, used)
     template = Explanation(text, "template", _evidence(ctx, ev, reason, cited))
     if llm is None or not llm.text:
         return template
     items = ctx.catalog.ds.items
-    top = [c for c in ev.contributions][:_TOP_CONTRIBUTORS]
+    top = list(ev.contributions[:_TOP_CONTRIBUTORS])
     ok, why = check_grounding(
         llm.text,
         llm.cited,
@@ -393,11 +425,14 @@ def explain_items(
     pos, model_rank = scored.position(), scored.rank()
     items: list[RecommendedItem] = []
     diagnostics: list[str] = []
+    used: Counter[str] = Counter()
     for item in outcome.order[:k]:
         ev = evidence[item]
         j, it = pos[item], ds.items[item]
         llm = outcome.texts.get(item) if write_explanations else None
-        ex = explain_item(ctx, item, ev, llm)
+        ex = explain_item(ctx, item, ev, llm, used)
+        if ex.source == "template" and ex.evidence.reason:
+            used[ex.evidence.reason] += 1
         if ex.failure:
             diagnostics.append(f"explanation of {it.item_id} replaced: {ex.failure}")
         items.append(
