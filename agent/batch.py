@@ -61,10 +61,18 @@ class BatchSummary:
     k: int
     llm: str
     explain: bool
+    engine: str = "local"
+    #: Ray engine only: actors in the pool, and distinct actor processes that scored.
+    workers: int | None = None
+    actor_processes: int | None = None
+
+
+#: The Parquet key-value metadata entry that names the engine that wrote a file.
+ENGINE_KEY = b"mtrec.engine"
 
 
 def schema(explain: bool) -> pa.Schema:
-    """The output's columns: one row per (user, rank)."""
+    """The output's columns: one row per (user, rank). The Ray engine writes the same."""
     fields = [
         pa.field("user_id", pa.string()),
         pa.field("rank", pa.int32()),
@@ -198,9 +206,9 @@ def run_batch(
         raise BatchError(f"another mtrec batch is writing {str(out)!r}") from None
     try:
         _open_manifest(parts, manifest, overwrite)
-        score = _scorer(rec, k, llm, explain)
+        score = scorer(rec, k, llm, explain)
         resumed = _write_chunks(parts, users, chunk_size, schema(explain), score, on_progress)
-        rows = _merge(parts, n_chunks, out, schema(explain))
+        rows = _merge(parts, n_chunks, out, with_engine(schema(explain), "local"))
     finally:
         lock.release()
     shutil.rmtree(parts, ignore_errors=True)
@@ -219,7 +227,12 @@ def run_batch(
     )
 
 
-def _scorer(
+def with_engine(sch: pa.Schema, engine: str) -> pa.Schema:
+    """The schema with the name of the engine that writes the file in its metadata."""
+    return sch.with_metadata({ENGINE_KEY: engine.encode()})
+
+
+def scorer(
     rec: Recommender, k: int, llm: TierChoice, explain: bool
 ) -> Callable[[Sequence[str]], pa.Table]:
     """Scores one chunk of users: vectorised for model-only lists, else one request each."""

@@ -420,23 +420,48 @@ def train(
             "--nproc", help="Processes of a DDP run (torchrun; gloo on CPU, nccl on GPUs)."
         ),
     ] = 1,
+    nnodes: Annotated[
+        int, typer.Option(help="Machines in the DDP run (same command on each).")
+    ] = 1,
+    node_rank: Annotated[int, typer.Option(help="This machine's rank, 0 .. nnodes-1.")] = 0,
+    master_addr: Annotated[
+        str | None, typer.Option(help="Node 0's address, reachable from every node.")
+    ] = None,
+    master_port: Annotated[
+        int | None, typer.Option(help="A free port on node 0 for the rendezvous.")
+    ] = None,
     json_out: Json = False,
 ) -> None:
     """Train the multi-task model on the workspace's dataset, with early stopping."""
     from agent.training_run import run_training
 
-    if nproc != 1:
+    if nproc != 1 or nnodes != 1:
         if nproc < 1:
             raise UsageError(f"--nproc must be >= 1, got {nproc}")
         if with_feedback:
-            raise UsageError("--with-feedback is not supported with --nproc > 1")
-        from agent.distributed import run_distributed_training
+            raise UsageError("--with-feedback is not supported with --nproc/--nnodes > 1")
+        from agent.distributed import check_nodes, run_distributed_training
 
+        try:
+            check_nodes(nnodes, node_rank, master_addr, master_port)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         summary = run_distributed_training(
-            _workspace(workspace), nproc, protocol, epochs, device, resume, seed, json_out
+            _workspace(workspace),
+            nproc,
+            protocol,
+            epochs,
+            device,
+            resume,
+            seed,
+            json_out,
+            nnodes=nnodes,
+            node_rank=node_rank,
+            master_addr=master_addr,
+            master_port=master_port,
         )
-        if json_out:
-            print_json(summary)
+        if json_out:  # rank 0's summary on node 0; the other nodes write no checkpoint
+            print_json(summary or {"node_rank": node_rank, "nnodes": nnodes, "checkpoint": None})
         return
     result = run_training(
         _workspace(workspace),
@@ -803,6 +828,16 @@ def batch(
         int,
         typer.Option(help="Torch CPU threads (0 = torch's default; 1 is faster on busy cores)."),
     ] = 0,
+    engine: Annotated[
+        str, typer.Option(help="local (this process, resumable) or ray (Ray Data actors).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray: join the cluster at HOST:PORT (default: start a local one)."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Ray: actors in the pool; each loads the model once.")
+    ] = 2,
     workspace: Workspace_ = None,
     json_out: Json = False,
 ) -> None:
@@ -812,6 +847,12 @@ def batch(
     check_options(llm, k, chunk_size)  # before the model is loaded
     if threads < 0:
         raise UsageError(f"--threads must be >= 0, got {threads}")
+    if engine not in ("local", "ray"):
+        raise UsageError(f"--engine must be local or ray, got {engine!r}")
+    if engine == "local" and (address is not None or workers != 2):
+        raise UsageError("--address and --workers need --engine ray")
+    if workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {workers}")
     check_output(out, overwrite)  # before the model is loaded
     if users != "all" and not Path(users).is_file():
         raise UsageError(f"--users must be 'all' or a file; {users!r} is not a file")
@@ -824,22 +865,33 @@ def batch(
         torch.set_num_threads(threads)
     rec = Recommender.load(workspace)
     ids = read_users(rec, users)
+    root = rec.workspace.root
+    if engine == "ray":
+        rec = None  # the actors load their own
     with progress(transient=json_out) as bar:
         task = bar.add_task("users", total=len(ids), info="", visible=not json_out)
-        summary = run_batch(
-            rec,
-            ids,
-            out,
-            k=k,
-            llm=llm,
-            explain=explain,
-            chunk_size=chunk_size,
-            overwrite=overwrite,
-            on_progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+        common = {
+            "k": k,
+            "llm": llm,
+            "explain": explain,
+            "chunk_size": chunk_size,
+            "overwrite": overwrite,
+            "on_progress": lambda done, total: bar.update(task, completed=done, total=total),
+        }
+        if rec is None:
+            from agent.ray_batch import run_batch_ray
+
+            summary = run_batch_ray(
+                root, ids, out, workers=workers, address=address, threads=threads,
+                show_ray_progress=not json_out, **common,
+            )  # fmt: skip
+        else:
+            summary = run_batch(rec, ids, out, **common)
     if json_out:
         print_json(summary_dict(summary))
         return
+    n = summary.workers or 0
+    on = f" on Ray ({n} worker{'s' if n != 1 else ''})" if summary.engine == "ray" else ""
     resumed = (
         f"; resumed {summary.resumed_chunks} of {summary.chunks} chunks"
         if summary.resumed_chunks
@@ -847,7 +899,7 @@ def batch(
     )
     err.print(
         f"wrote {summary.rows} rows for {summary.users} users to {summary.out} in "
-        f"{summary.seconds:.1f}s ({summary.users_per_s:.0f} users/s){resumed}",
+        f"{summary.seconds:.1f}s ({summary.users_per_s:.0f} users/s){on}{resumed}",
         highlight=False,
     )
 

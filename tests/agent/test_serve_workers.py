@@ -2,13 +2,13 @@
 
 Two uvicorn worker processes each load the model and talk to the same ``chroma run`` server;
 feedback posted concurrently through both lands once each in the one SQLite store, and every
-worker's next answer reflects all of it.
+worker's next answer reflects all of it. Run once with each feedback backend (the SQLite
+file, a real PostgreSQL).
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,14 +19,16 @@ import httpx
 import pytest
 
 from tests.agent.test_server import ROOT, copy_workspace, serve_process
+from tests.feedback_backends import BACKENDS, Backend, backend_for
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=BACKENDS)
 def served(
-    trained_workspace: Path, chroma_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Path]]:
+    request, trained_workspace: Path, chroma_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Backend]]:
     ws = copy_workspace(trained_workspace, tmp_path_factory.mktemp("workers") / "ws")
-    env = {**os.environ, "MTREC_CHROMA_URL": chroma_url, "MTREC_LLM": "none"}
+    backend = backend_for(request.param, ws, request)
+    env = {**os.environ, "MTREC_CHROMA_URL": chroma_url, "MTREC_LLM": "none", **backend.env()}
     indexed = subprocess.run(
         [sys.executable, "-m", "agent", "index", "-w", str(ws)],
         cwd=ROOT,
@@ -37,11 +39,11 @@ def served(
     )
     assert indexed.returncode == 0, indexed.stderr
     with serve_process(ws, "--workers", "2", "--llm", "none", env=env, timeout=300) as url:
-        yield url, ws
+        yield url, backend
 
 
-def test_both_workers_share_one_store_and_one_index(served: tuple[str, Path]) -> None:
-    url, ws = served
+def test_both_workers_share_one_store_and_one_index(served: tuple[str, Backend]) -> None:
+    url, backend = served
     with httpx.Client(base_url=url, timeout=60) as c:
         base = c.post("/recommend", json={"user_id": "7", "k": 5}).json()["history_size"]
         items = c.post("/recommend", json={"user_id": "7", "k": 40}).json()["items"]
@@ -58,9 +60,8 @@ def test_both_workers_share_one_store_and_one_index(served: tuple[str, Path]) ->
     assert {status for status, _ in acks} == {200}
     assert len({event_id for _, event_id in acks}) == len(targets)  # no lost or doubled writes
 
-    with sqlite3.connect(ws / "feedback.sqlite") as db:
-        stored = db.execute("SELECT item_id FROM events WHERE user_id = '7'").fetchall()
-    assert sorted(i for (i,) in stored) == sorted(targets)
+    stored = [item for _, item, _ in backend.rows("7")]
+    assert sorted(stored) == sorted(targets)
 
     def answer(_: int) -> tuple[int, int, list[str]]:
         with httpx.Client(base_url=url, timeout=60) as c:
