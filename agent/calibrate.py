@@ -172,6 +172,84 @@ def ndcg_at_k(ranked: Sequence[str], targets: frozenset[str] | set[str], k: int 
     return dcg / ideal if ideal else 0.0
 
 
+def require_tier(rec: Recommender, tier: Tier | str) -> Tier:
+    """The tier to calibrate, checked: ``local`` or ``remote`` and configured.
+
+    Raises:
+        ValueError: another tier name. TierError: the tier is not configured.
+    """
+    tier = Tier(tier)
+    if tier not in (Tier.LOCAL, Tier.REMOTE):
+        raise ValueError(f"--llm must be local or remote, got {tier.value!r}")
+    if rec.chain.tier(tier) is None:
+        how = (
+            "set MTREC_LLM_BASE_URL (and MTREC_LLM_MODEL) to an OpenAI-compatible endpoint"
+            if tier == Tier.REMOTE
+            else "install mtrec[local] or set MTREC_LOCAL_MODEL_PATH"
+        )
+        raise TierError(f"the {tier.value} tier is not configured ({how}); nothing written")
+    return tier
+
+
+@dataclass
+class _Answers:
+    """NDCG@10 per weight per user, and what answered."""
+
+    ndcg: dict[float, list[float]]
+    answered: int = 0
+    mismatches: int = 0
+    models: dict[str, int] = field(default_factory=dict)
+    fallbacks: dict[str, int] = field(default_factory=dict)
+
+
+def _ask_each(
+    rec: Recommender,
+    tier: Tier,
+    cases: Sequence[Case],
+    grid: Sequence[float],
+    on_case: Callable[[int, int, RecommendResult], None] | None,
+) -> _Answers:
+    """One request per case through ``tier`` (fresh: no cached answer, closed breakers),
+    replayed at every weight of ``grid``."""
+    out = _Answers({w: [] for w in grid})
+    for n, case in enumerate(cases):
+        rec.cache.clear()  # an answer cached before (another tier object, other settings) is
+        rec.chain.reset_breakers()  # not this tier's; and a failure is a data point
+        res = rec.recommend(
+            history=history_entries(rec, case.history),
+            k=K,
+            llm=TierChoice(tier.value),
+            explain=False,
+        )
+        if res.tier == tier:
+            out.answered += 1
+            model = res.llm_model or ""
+            out.models[model] = out.models.get(model, 0) + 1
+            own = res.llm_weight if res.llm_weight is not None else 0.0
+            out.mismatches += replay_fusion(res, own)[:K] != [it.item_id for it in res.items[:K]]
+        for f in res.fallbacks:
+            out.fallbacks[f.reason] = out.fallbacks.get(f.reason, 0) + 1
+        for w in grid:
+            out.ndcg[w].append(ndcg_at_k(replay_fusion(res, w), case.targets))
+        if on_case is not None:
+            on_case(n, len(cases), res)
+    return out
+
+
+def _rows(ndcg: dict[float, list[float]], seed: int) -> list[WeightRow]:
+    """Each weight's NDCG@10 and its paired gain over weight 0 (95 % bootstrap interval)."""
+    base = np.array(ndcg[0.0])
+    rows = []
+    for w, values in ndcg.items():
+        v = np.array(values)
+        if w == 0.0:
+            rows.append(WeightRow(w, float(v.mean()), 0.0, 0.0, 0.0))
+            continue
+        iv = paired_bootstrap(v, base, seed=seed)
+        rows.append(WeightRow(w, float(v.mean()), iv.mean_diff, iv.low, iv.high))
+    return rows
+
+
 def calibrate(
     rec: Recommender,
     tier: Tier | str,
@@ -182,10 +260,13 @@ def calibrate(
 ) -> Calibration:
     """Measure NDCG@10 at each weight on validation users and pick the best weight.
 
+    The best weight has the largest mean gain among those whose interval lies above zero
+    (the smaller weight on a tie); 0 when none does.
+
     Args:
         rec: The recommender (its chain's tier ``tier`` is the one measured; when measuring
             ``remote``, the local tier is switched off so a failed call counts as model-only
-            instead of being answered by another tier).
+            instead of being answered by another tier). Its answer cache is cleared.
         tier: ``local`` or ``remote``.
         n_users: Users in the sample.
         seed: Sample seed.
@@ -193,81 +274,40 @@ def calibrate(
         on_case: Called after each request with its index, the sample size and its result.
 
     Raises:
-        ValueError: bad tier, user count or weights. TierError: the tier never answered.
+        ValueError: bad tier, user count or weights. TierError: the tier is not configured,
+            or it never answered.
     """
-    tier = Tier(tier)
-    if tier not in (Tier.LOCAL, Tier.REMOTE):
-        raise ValueError(f"--llm must be local or remote, got {tier.value!r}")
+    tier = require_tier(rec, tier)
     if n_users < 1:
         raise ValueError(f"--users must be >= 1, got {n_users}")
     grid = tuple(sorted({0.0, *(float(w) for w in weights)}))
-    if rec.chain.tier(tier) is None:
-        how = (
-            "set MTREC_LLM_BASE_URL (and MTREC_LLM_MODEL) to an OpenAI-compatible endpoint"
-            if tier == Tier.REMOTE
-            else "install mtrec[local] or set MTREC_LOCAL_MODEL_PATH"
-        )
-        raise TierError(f"the {tier.value} tier is not configured ({how}); nothing written")
     if tier == Tier.REMOTE:
         rec.chain.set_tier(Tier.LOCAL, None)
     t0 = time.perf_counter()
     cases = validation_cases(rec, n_users, seed)
-    per_weight: dict[float, list[float]] = {w: [] for w in grid}
-    answered, mismatches = 0, 0
-    models: dict[str, int] = {}
-    fallbacks: dict[str, int] = {}
-    for n, case in enumerate(cases):
-        rec.chain.reset_breakers()  # every request tries the tier (a failure is a data point)
-        res = rec.recommend(
-            history=history_entries(rec, case.history),
-            k=K,
-            llm=TierChoice(tier.value),
-            explain=False,
-        )
-        if res.tier == tier:
-            answered += 1
-            models[res.llm_model or ""] = models.get(res.llm_model or "", 0) + 1
-            if res.llm_weight is not None and replay_fusion(res, res.llm_weight)[:K] != [
-                it.item_id for it in res.items[:K]
-            ]:
-                mismatches += 1
-        for f in res.fallbacks:
-            fallbacks[f.reason] = fallbacks.get(f.reason, 0) + 1
-        for w in grid:
-            per_weight[w].append(ndcg_at_k(replay_fusion(res, w), case.targets))
-        if on_case is not None:
-            on_case(n, len(cases), res)
-    if not answered:
-        reason = next(iter(fallbacks), "no answer")
+    got = _ask_each(rec, tier, cases, grid, on_case)
+    if not got.answered:
+        reason = next(iter(got.fallbacks), "no answer")
         raise TierError(
             f"the {tier.value} tier answered none of the {len(cases)} requests "
             f"(first reason: {reason}); nothing written"
         )
-    model_name = max(models, key=lambda m: models[m])
-    base = np.array(per_weight[0.0])
-    rows = []
-    for w in grid:
-        v = np.array(per_weight[w])
-        if w == 0.0:
-            rows.append(WeightRow(w, float(v.mean()), 0.0, 0.0, 0.0))
-            continue
-        iv = paired_bootstrap(v, base, seed=seed)
-        rows.append(WeightRow(w, float(v.mean()), iv.mean_diff, iv.low, iv.high))
+    rows = _rows(got.ndcg, seed)
     winners = [r for r in rows if r.weight > 0 and r.low > 0]
     best = max(winners, key=lambda r: r.gain).weight if winners else 0.0
     return Calibration(
         tier=tier.value,
-        model_name=model_name,
+        model_name=max(got.models, key=lambda m: got.models[m]),
         protocol=rec.model.config.protocol,
         users=len(cases),
         seed=seed,
-        answered=answered,
-        model_only_ndcg=float(base.mean()),
+        answered=got.answered,
+        model_only_ndcg=rows[0].ndcg,
         rows=rows,
         best_weight=best,
         seconds=round(time.perf_counter() - t0, 1),
-        fallbacks=fallbacks,
-        replay_mismatches=mismatches,
+        fallbacks=got.fallbacks,
+        replay_mismatches=got.mismatches,
     )
 
 

@@ -529,7 +529,7 @@ def calibrate(
 ) -> None:
     """Measure the LLM weight a tier and its model deserve on validation users; save it."""
     from agent.calibrate import calibrate as run_calibration
-    from agent.calibrate import parse_weights, write_calibration
+    from agent.calibrate import parse_weights, require_tier, write_calibration
     from agent.console import progress
     from agent.recommender import Recommender
 
@@ -540,7 +540,8 @@ def calibrate(
     grid = parse_weights(weights)
     # Reasons the local tier would generate for its top items do not change its ranking.
     rec = Recommender.load(workspace, local_explain_top=0)
-    with progress(transient=json_out) as bar:
+    require_tier(rec, llm)
+    with progress(transient=True) as bar:
         task = bar.add_task(f"calibrating {llm}", total=users, info="")
         answered = [0]
 
