@@ -16,11 +16,73 @@ from agent.settings import Settings
 MAX_RETRY_AFTER_S = 2.0
 
 
+#: Longest explanation the answer schema allows (characters).
+EXPLANATION_CHARS = 240
+#: Most history ids and categories one pick may list.
+MAX_CITED = 3
+
+
+def answer_schema(req: RerankRequest) -> dict[str, Any]:
+    """The ``RerankOutput`` function's JSON schema for one request.
+
+    Ids are enums of this request's short ids and every list and text is bounded, so a server
+    that constrains decoding to the schema (llama.cpp's, vLLM's) can only write a ranking of
+    real candidates of a bounded length: measured with SmolLM2-135M-Instruct on llama.cpp's
+    server, the fixed schema let it fill the token cap with an endless ``categories`` list
+    (no parse), this one gives a parsable ranking. The guard still checks every id.
+    """
+    cands = [c.short_id for c in req.candidates]
+    hist = [h.short_id for h in req.history]
+    cats = sorted({cat for c in req.candidates for cat in c.categories})
+
+    def ids(values: list[str], description: str) -> dict[str, Any]:
+        items: dict[str, Any] = {"type": "string"}
+        if values:
+            items["enum"] = values
+        return {
+            "type": "array",
+            "items": items,
+            "maxItems": MAX_CITED if values else 0,
+            "description": description,
+        }
+
+    pick = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "enum": cands, "description": "Candidate short id."},
+            "explanation": {
+                "type": "string",
+                "maxLength": EXPLANATION_CHARS,
+                "description": "One short sentence: why it suits this person.",
+            },
+            "cited_history": ids(hist, "History short ids the explanation rests on."),
+            "categories": ids(cats, "Categories of this candidate named in the explanation."),
+        },
+        "required": ["id", "explanation", "cited_history", "categories"],
+    }
+    return {
+        "title": RerankOutput.__name__,
+        "description": "The best candidates, best first, each with its explanation.",
+        "type": "object",
+        "properties": {
+            "ranking": {
+                "type": "array",
+                "items": pick,
+                "minItems": 1,
+                "maxItems": max(1, min(req.k, len(cands))),
+            }
+        },
+        "required": ["ranking"],
+    }
+
+
 class RemoteTier:
     """Reranks with a chat model at ``settings.llm_base_url`` (OpenAI, vLLM, Ollama, llama.cpp).
 
     Structured output uses function calling, which llama.cpp's server supports (it rejects
-    ``json_schema`` response formats).
+    ``json_schema`` response formats), with a schema made for each request (``answer_schema``).
+    The candidates' order is a seeded shuffle; ``settings.llm_shuffles`` asks with several
+    (``agent.llm.shuffle``).
     """
 
     name = Tier.REMOTE
@@ -28,9 +90,7 @@ class RemoteTier:
     def __init__(self, settings: Settings) -> None:
         self.model_name = settings.llm_model
         self.prompt_id = prompt_version()
-        self.runnable = chat_model(settings).with_structured_output(
-            RerankOutput, method="function_calling", include_raw=True
-        )
+        self.chat = chat_model(settings)
 
     def rerank(self, req: RerankRequest) -> TierAnswer:
         """One rerank call, with one retry on 429/5xx and one repair retry on a bad parse.
@@ -43,10 +103,13 @@ class RemoteTier:
 
         system, user = chat_messages(req)
         messages: list[Any] = [SystemMessage(system), HumanMessage(user)]
+        runnable = self.chat.with_structured_output(
+            answer_schema(req), method="function_calling", include_raw=True
+        )
         tokens_in = tokens_out = 0
         for attempt in range(2):
             try:
-                result = self._invoke_with_retry(messages)
+                result = self._invoke_with_retry(runnable, messages)
             except (openai.APITimeoutError, openai.APIConnectionError) as e:
                 raise TierError(f"remote endpoint unreachable: {type(e).__name__}") from None
             except openai.APIStatusError as e:
@@ -59,8 +122,8 @@ class RemoteTier:
             usage = getattr(raw, "usage_metadata", None) or {}
             tokens_in += int(usage.get("input_tokens", 0))
             tokens_out += int(usage.get("output_tokens", 0))
-            parsed = result.get("parsed")
-            if isinstance(parsed, RerankOutput) and parsed.ranking:
+            parsed = _as_output(result.get("parsed"))
+            if parsed is not None and parsed.ranking:
                 return TierAnswer(
                     parsed, tokens_in, tokens_out, self.model_name, ["repaired"] if attempt else []
                 )
@@ -78,11 +141,11 @@ class RemoteTier:
                 ]
         raise TierError("remote answer did not parse after one repair retry")
 
-    def _invoke_with_retry(self, messages: list[Any]) -> dict[str, Any]:
+    def _invoke_with_retry(self, runnable: Any, messages: list[Any]) -> dict[str, Any]:
         import openai
 
         try:
-            return self.runnable.invoke(messages)
+            return runnable.invoke(messages)
         except openai.RateLimitError as e:
             wait = _retry_after(e)
             if wait is None or wait > MAX_RETRY_AFTER_S:
@@ -90,7 +153,17 @@ class RemoteTier:
             time.sleep(wait)
         except openai.InternalServerError:
             time.sleep(0.2)
-        return self.runnable.invoke(messages)
+        return runnable.invoke(messages)
+
+
+def _as_output(parsed: Any) -> RerankOutput | None:
+    """The parsed arguments as a ``RerankOutput`` (None when they do not fit it)."""
+    if isinstance(parsed, RerankOutput) or parsed is None:
+        return parsed
+    try:
+        return RerankOutput.model_validate(parsed)
+    except ValueError:
+        return None
 
 
 def _retry_after(e: Any) -> float | None:
