@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         calibration: Weights measured by ``mtrec calibrate``, keyed ``"<tier>:<model name>"``
             (``[calibration."remote:gpt-4o-mini"]`` in ``mtrec.toml``, with ``weight = 0.3``
             and how it was measured), so a weight measured for one model never serves another.
+        llm_shuffles: Candidate orders per request for chat-model tiers (the remote tier): the
+            request is asked ``m`` times with the candidates shuffled differently and the ``m``
+            rankings are fused by reciprocal rank, so no candidate gains from its position.
+            The local tier scores each title independently of the order and is asked once.
         fuse_like: Weight of the like head's logit in the model's fused score.
         fuse_rating: Weight of the predicted rating (minus 3) in the model's fused score.
         candidates: Candidates shown to the reranker.
@@ -99,6 +103,7 @@ class Settings(BaseSettings):
     llm_weight_remote: float | None = Field(default=None, ge=0.0, le=1.0)
     llm_weight_local: float | None = Field(default=None, ge=0.0, le=1.0)
     calibration: dict[str, CalibratedWeight] = Field(default_factory=dict)
+    llm_shuffles: int = Field(default=1, ge=1, le=10)
     fuse_like: float = 0.0
     fuse_rating: float = 0.0
     candidates: int = 30
@@ -149,6 +154,7 @@ class Settings(BaseSettings):
             "remote": self.llm_weight_remote,
             "local": self.llm_weight_local,
             "calibration": {k: v.weight for k, v in sorted(self.calibration.items())},
+            "shuffles": self.llm_shuffles,
         }
 
 

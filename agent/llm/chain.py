@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from agent.errors import TierError
-from agent.llm.types import RerankRequest, TierAnswer
+from agent.llm.types import RerankRequest, RerankTier, TierAnswer
 from agent.schema import LLM_TIERS, Fallback, Tier, TierChoice
 from agent.settings import Settings
-
-
-class RerankTier(Protocol):
-    """What a tier implements: one rerank call that answers or raises ``TierError``."""
-
-    name: Tier
-    model_name: str
-    prompt_id: str
-
-    def rerank(self, req: RerankRequest) -> TierAnswer: ...
 
 
 @dataclass
@@ -60,7 +49,9 @@ class TierChain:
     """Tries tiers from the requested one down; model-only (``none``) always answers.
 
     Tiers are built lazily: a remote client is created only when the remote tier is
-    configured, the local model is loaded only when the local tier is first used.
+    configured, the local model is loaded only when the local tier is first used. With
+    ``settings.llm_shuffles`` > 1 the remote tier is asked with that many candidate orders per
+    request (``agent.llm.shuffle``); the local tier is order-independent and asked once.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -89,7 +80,12 @@ class TierChain:
                 return None
             from agent.llm.remote import RemoteTier
 
-            return RemoteTier(self.settings)
+            remote = RemoteTier(self.settings)
+            if self.settings.llm_shuffles > 1:
+                from agent.llm.shuffle import ShuffledTier
+
+                return ShuffledTier(remote, self.settings.llm_shuffles)
+            return remote
         from agent.llm.local import LocalTier, local_available
 
         return LocalTier(self.settings) if local_available(self.settings) else None

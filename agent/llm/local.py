@@ -11,6 +11,12 @@ nothing is generated for the ranking, so there is no written instruction the ran
 follow (a title still scores by its own likelihood; items with suspicious text keep their model
 rank in the recommender either way).
 
+The candidates' order in the request does not change this ranking: every title is scored
+after the same prefix, independently of the others (only exact ties keep the request's order,
+itself a seeded shuffle). So the position-bias control of chat tiers (``llm_shuffles``, asking
+with several candidate orders) is skipped here: it would cost ``m`` times as much for the same
+answer.
+
 Then, for the top ``explain_top`` candidates only, the model completes a few-shot sentence
 ("X suits a viewer who enjoyed Y because ...") with a short token cap. The history item Y is
 chosen by shared categories, so the citation is grounded by construction; the generated

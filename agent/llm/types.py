@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pydantic import BaseModel, Field
+
+from agent.schema import Tier
 
 
 class RankedPick(BaseModel):
@@ -87,3 +90,13 @@ class TierAnswer:
     tokens_out: int = 0
     model: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+class RerankTier(Protocol):
+    """What a tier implements: one rerank call that answers or raises ``TierError``."""
+
+    name: Tier
+    model_name: str
+    prompt_id: str
+
+    def rerank(self, req: RerankRequest) -> TierAnswer: ...
