@@ -848,12 +848,7 @@ def batch(
     check_options(llm, k, chunk_size)  # before the model is loaded
     if threads < 0:
         raise UsageError(f"--threads must be >= 0, got {threads}")
-    if engine not in ("local", "ray"):
-        raise UsageError(f"--engine must be local or ray, got {engine!r}")
-    if engine == "local" and (address is not None or workers != 2):
-        raise UsageError("--address and --workers need --engine ray")
-    if workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {workers}")
+    _check_engine(engine, address, workers)
     check_output(out, overwrite)  # before the model is loaded
     if users != "all" and not Path(users).is_file():
         raise UsageError(f"--users must be 'all' or a file; {users!r} is not a file")
@@ -891,6 +886,21 @@ def batch(
     if json_out:
         print_json(summary_dict(summary))
         return
+    _say_batch(summary)
+
+
+def _check_engine(engine: str, address: str | None, workers: int) -> None:
+    """The batch engine's options, checked before anything is loaded."""
+    if engine not in ("local", "ray"):
+        raise UsageError(f"--engine must be local or ray, got {engine!r}")
+    if engine == "local" and (address is not None or workers != 2):
+        raise UsageError("--address and --workers need --engine ray")
+    if workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {workers}")
+
+
+def _say_batch(summary) -> None:
+    """One line on what a batch run wrote."""
     n = summary.workers or 0
     on = f" on Ray ({n} worker{'s' if n != 1 else ''})" if summary.engine == "ray" else ""
     resumed = (

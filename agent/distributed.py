@@ -127,27 +127,13 @@ def run_distributed_training(
             text_path = Path(tmp) / "text.npy"
             np.save(text_path, text.astype(np.float32))
             args = [
-                "--dataset",
-                spec.source,
-                "--format",
-                spec.format,
-                "--text",
-                str(text_path),
-                "--out",
-                str(ws.model_dir),
-                "--protocol",
-                protocol,
-                "--device",
-                device,
+                *("--dataset", spec.source, "--format", spec.format, "--text", str(text_path)),
+                *("--out", str(ws.model_dir), "--protocol", protocol, "--device", device),
+                *(["--epochs", str(epochs)] if epochs is not None else []),
+                *(["--seed", str(seed)] if seed is not None else []),
+                *([] if resume else ["--no-resume"]),
+                *(["--json"] if json_out else []),
             ]
-            if epochs is not None:
-                args += ["--epochs", str(epochs)]
-            if seed is not None:
-                args += ["--seed", str(seed)]
-            if not resume:
-                args.append("--no-resume")
-            if json_out:
-                args.append("--json")
             port = master_port if master_port is not None else free_port()
             cmd = torchrun_command(
                 nproc, port, args, nnodes=nnodes, node_rank=node_rank,

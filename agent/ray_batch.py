@@ -95,10 +95,8 @@ def run_batch_ray(
     """
     out, tier = Path(out), check_options(llm, k, chunk_size)
     check_output(out, overwrite)
-    if workers < 1:
-        raise BatchError(f"--workers must be >= 1, got {workers}")
-    if threads < 0:
-        raise BatchError(f"--threads must be >= 0, got {threads}")
+    if workers < 1 or threads < 0:
+        raise BatchError(f"--workers must be >= 1 and --threads >= 0, got {workers}, {threads}")
     try:
         import ray
         import ray.data
@@ -110,36 +108,9 @@ def run_batch_ray(
     t0 = time.perf_counter()
     started = _connect(ray, address, workers)
     try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True  # the rows in the users' order
-        ctx.enable_progress_bars = show_ray_progress
-        # One block per chunk, so that every actor of the pool gets work from the start.
-        blocks = [
-            pa.table({"user_id": pa.array(users[i : i + chunk_size], pa.string())})
-            for i in range(0, len(users), chunk_size)
-        ]
-        ds = ray.data.from_arrow(blocks)
-        scored = ds.map_batches(
-            ScoreActor,
-            fn_constructor_args=(str(Path(workspace).resolve()), k, tier.value, explain, threads),
-            batch_size=chunk_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=1,
-            max_restarts=MAX_RESTARTS,  # Ray's own retries of a dead actor and its calls
-            max_task_retries=MAX_TASK_RETRIES,
-        )
-        sch = with_engine(schema(explain), "ray")
-        rows, done, pids = 0, 0, set()
-        with atomic_path(out, mode=0o644) as tmp, pq.ParquetWriter(tmp, sch) as writer:
-            for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
-                pids.update(batch.column(PID_COLUMN).to_pylist())
-                table = batch.drop_columns([PID_COLUMN]).cast(sch)
-                writer.write_table(table)
-                rows += table.num_rows
-                done += len(set(table.column("user_id").to_pylist()))
-                if on_progress:
-                    on_progress(min(done, len(users)), len(users))
+        args = (str(Path(workspace).resolve()), k, tier.value, explain, threads)
+        scored = _pipeline(ray, users, args, chunk_size, workers, show_ray_progress)
+        rows, pids = _write(scored, out, explain, len(users), on_progress)
     except ray.exceptions.RayError as e:
         raise BatchError(f"the Ray batch failed: {_first_line(e)}") from None
     finally:
@@ -162,6 +133,55 @@ def run_batch_ray(
         actor_processes=len(pids - {os.getpid()}),
     )
     return summary
+
+
+def _pipeline(
+    ray: Any, users: list[str], actor_args: tuple, chunk_size: int, workers: int, bars: bool
+) -> Any:
+    """The Ray Data plan: one block per chunk of users, scored by a pool of actors."""
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # the rows in the users' order
+    ctx.enable_progress_bars = bars
+    # One block per chunk, so that every actor of the pool gets work from the start.
+    blocks = [
+        pa.table({"user_id": pa.array(users[i : i + chunk_size], pa.string())})
+        for i in range(0, len(users), chunk_size)
+    ]
+    ds = ray.data.from_arrow(blocks)
+    scored = ds.map_batches(
+        ScoreActor,
+        fn_constructor_args=actor_args,
+        batch_size=chunk_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=1,
+        max_restarts=MAX_RESTARTS,  # Ray's own retries of a dead actor and its calls
+        max_task_retries=MAX_TASK_RETRIES,
+    )
+    return scored
+
+
+def _write(
+    scored: Any,
+    out: Path,
+    explain: bool,
+    n_users: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[int, set[int]]:
+    """Stream the scored batches, in order, into ``out`` (atomically); returns the rows
+    written and the process ids of the actors that scored them."""
+    sch = with_engine(schema(explain), "ray")
+    rows, done, pids = 0, 0, set()
+    with atomic_path(out, mode=0o644) as tmp, pq.ParquetWriter(tmp, sch) as writer:
+        for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+            pids.update(batch.column(PID_COLUMN).to_pylist())
+            table = batch.drop_columns([PID_COLUMN]).cast(sch)
+            writer.write_table(table)
+            rows += table.num_rows
+            done += len(set(table.column("user_id").to_pylist()))
+            if on_progress:
+                on_progress(min(done, n_users), n_users)
+    return rows, pids
 
 
 def _connect(ray: Any, address: str | None, workers: int) -> bool:

@@ -97,7 +97,9 @@ def run(ws: Path, out: Path, extra: list[str], timeout: float) -> dict[str, Any]
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    p.add_argument("--workers", nargs="+", type=int, default=[1, 2])
+    p.add_argument(
+        "--workers", nargs="*", type=int, default=[1, 2], help="Ray pool sizes (none: local only)."
+    )
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--no-local", action="store_true", help="Only the Ray runs.")
     p.add_argument("--name", default="batch_ray")

@@ -91,12 +91,23 @@ def test_two_nodes_train_one_model_and_node_0_writes_it(indexed: Path, tmp_path:
     assert other == {"node_rank": 1, "nnodes": 2, "checkpoint": None}
     assert not (nodes[1] / "model" / "LATEST").exists()  # only global rank 0 writes
 
-    from agent.recommender import Recommender
-
-    rec = Recommender.load(nodes[0], llm="none")
-    assert rec.model.metrics.get("world_size") == 2
-    res = rec.recommend(user_id=rec.ds.users[0].user_id, k=5, llm="none")
-    assert len(res.items) == 5
+    # Loaded and served the normal way, in a fresh process (as a serving node would).
+    load = (
+        "import json, sys; from agent.recommender import Recommender; "
+        "rec = Recommender.load(sys.argv[1], llm='none'); "
+        "res = rec.recommend(user_id=rec.ds.users[0].user_id, k=5, llm='none'); "
+        "print(json.dumps([rec.model.metrics.get('world_size'), len(res.items)]))"
+    )
+    served = subprocess.run(
+        [sys.executable, "-c", load, str(nodes[0])],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert served.returncode == 0, served.stderr[-2000:]
+    assert json.loads(served.stdout.strip().splitlines()[-1]) == [2, 5]
 
 
 def test_bad_node_options_are_one_line_and_exit_2(indexed, capsys):
