@@ -438,7 +438,8 @@ class AttributeVocabulary:
         names = "|".join(re.escape(n) for n in sorted(values, key=len, reverse=True))
         self._same = (
             re.compile(
-                r"(?P<neg>\b(?:not|no|nothing|except|without|avoid|but\s+not|anything\s+but)\s+)?"
+                r"(?P<neg>\b(?:not|no|nothing|except|without|avoid|but\s+not|anything\s+but)"
+                r"(?:\s+(?:more|anything|else|other))?\s+)?"
                 r"\b(?:by|from|of)\s+(?:that|this|the\s+same|its|their)\s+(?P<attr>"
                 + names
                 + r")s?\b",

@@ -18,9 +18,10 @@ with several candidate orders) is skipped here: it would cost ``m`` times as muc
 answer.
 
 Then, for the top ``explain_top`` candidates only, the model completes a few-shot sentence
-("X suits a viewer who enjoyed Y because ...") with a short token cap. The history item Y is
-chosen by shared categories, so the citation is grounded by construction; the generated
-clause still goes through the grounding check. Other items get template explanations.
+("X suits someone who enjoyed Y because ...") with a short token cap. The history item Y is
+the one the recommender measured as raising X's model score most (the candidate's
+``support``); a candidate without one gets no generated reason. The generated clause still
+goes through the grounding check. Other items get template explanations.
 """
 
 from __future__ import annotations

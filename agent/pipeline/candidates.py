@@ -125,7 +125,19 @@ def find_candidates(
     """
     eligible = catalog.allowed(filters, exclude)
     eligible[hist.items] = False
+    eligible &= ~catalog.same_work(hist.items)  # other editions of what the user has
     hits: list[int] = []
     if query_vector is not None:
         hits = query_matches(index, query_vector, n, catalog, filters, eligible)
-    return gather_candidates(logits, eligible, n, hits, catalog.popularity, len(hist))
+    found = gather_candidates(logits, eligible, n, hits, catalog.popularity, len(hist))
+    return one_per_work(found, catalog.works)
+
+
+def one_per_work(candidates: Candidates, works: np.ndarray) -> Candidates:
+    """The candidates with only the first edition of each work (a list that offers one book
+    twice under two ids says less)."""
+    _, first = np.unique(works[candidates.items], return_index=True)
+    keep = candidates.items[np.sort(first)]
+    if len(keep) == len(candidates.items):
+        return candidates
+    return Candidates(keep, {int(i): candidates.sources[int(i)] for i in keep})

@@ -62,6 +62,9 @@ class Catalog:
         titles: Finds catalog titles named in free text (the grounding check).
         numbers: Per numeric attribute of the profile, (n_items,) float values (NaN: unknown).
         values: Per exact attribute of the profile, each item's value ("" when unknown).
+        works: (n_items,) the work each item is an edition of: items with the same title and
+            the same first exact attribute (an author; else year) share one (book catalogs list
+            editions of one book under several ids).
     """
 
     ds: Dataset
@@ -72,6 +75,7 @@ class Catalog:
     titles: TitleIndex
     numbers: dict[str, np.ndarray]
     values: dict[str, list[str]]
+    works: np.ndarray
 
     @classmethod
     def build(cls, ds: Dataset) -> Catalog:
@@ -98,6 +102,7 @@ class Catalog:
             titles=TitleIndex(ds.items),
             numbers=numbers,
             values=values,
+            works=_works(ds, next(iter(values.values()), None)),
         )
 
     @property
@@ -168,6 +173,10 @@ class Catalog:
             how = "a range (min/max)" if spec.kind == "range" else "exact values"
             return f"{spec.name} is filtered by {how}, not by {kind}"
         return f"unknown attribute {name!r}; filterable: {self.profile.filterable()}"
+
+    def same_work(self, items: np.ndarray) -> np.ndarray:
+        """(n_items,) bool: other editions of ``items`` (the items themselves included)."""
+        return np.isin(self.works, self.works[items])
 
     def details(self, item: int) -> dict[str, str]:
         """The item's exact attributes that have a value (author, publisher, brand, ...)."""
@@ -258,6 +267,18 @@ class CoLikes:
             j = int(np.argmax(cos))
             out.append((int(anchors[j]), int(row[j])) if row[j] > 0 else None)
         return out
+
+
+def _works(ds: Dataset, first_values: list[str] | None) -> np.ndarray:
+    """A work id per item: normalised title with the first exact attribute (an author), or with
+    the year when the catalog has no exact attribute (films of one title are remakes)."""
+    keys: dict[tuple[str, str], int] = {}
+    out = np.empty(ds.n_items, np.int64)
+    for i, it in enumerate(ds.items):
+        by = first_values[i].strip().lower() if first_values else str(it.year)
+        key = (" ".join(it.title.lower().split()), by)
+        out[i] = keys.setdefault(key, len(keys))
+    return out
 
 
 def _number(value: object) -> float:

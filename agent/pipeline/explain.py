@@ -130,7 +130,8 @@ def template_options(
         text = f"Another {noun} {prep} {value}, like “{items[h].title}”, which you liked."
         out.append((text, "attribute", (h,)))
     if ev.query_match and query:
-        out.append((f"It matches what you asked for: “{query}”.", "query", ()))
+        asked = query.split(". ")[0][:80]  # a "more like X" query is X's whole document
+        out.append((f"It matches what you asked for: “{asked}”.", "query", ()))
     if ev.co_liked is not None and ev.co_liked[1] >= _MIN_CO_LIKES:
         h, n = ev.co_liked
         text = f"{n} people who liked “{items[h].title}” also liked this {noun}."
@@ -165,7 +166,10 @@ def template_explanation(
     item) is always said."""
     options = template_options(catalog, item, ev, liked_ids, query)
     first = options[0]
-    if used is None or first[1] == "attribute" or "would rank" in first[0]:
+    strong = "would rank" in first[0] or (
+        first[1] == "attribute" and ev.attribute is not None and ev.attribute[0].lower() in _BY
+    )
+    if used is None or strong:
         return first
     real = options[:-1] or options  # the fallback only when nothing else is there
     return min(real, key=lambda o: used[o[1]])  # min keeps the first of equal counts

@@ -87,5 +87,8 @@ def score_candidates(
 
 
 def category_profile(probabilities: np.ndarray, names: Sequence[str]) -> list[tuple[str, float]]:
-    """The model's category interest as (name, probability), largest first."""
+    """The model's category interest as (name, probability), largest first (empty for a
+    catalog without categories, whose category head has one placeholder output)."""
+    if not names:
+        return []
     return sorted(zip(names, probabilities.tolist(), strict=True), key=lambda x: -x[1])

@@ -76,7 +76,11 @@ def build_report(
     now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     p = rec.ds.profile
     words = Words(
-        item=p.item_noun, items=p.items, category=p.category_noun, categories=p.categories
+        item=p.item_noun,
+        items=p.items,
+        category=p.category_noun,
+        categories=p.categories,
+        has_categories=bool(rec.ds.categories),
     )
     head = {"generated_at": now, "dataset": rec.ds.name, "k": k, "llm": llm, "words": words}
     if users is None:
@@ -203,10 +207,8 @@ def _cohort_ids(rec: Recommender, users: Sequence[str] | str | Path) -> tuple[li
 def _evidence(rec: Recommender, ev: Evidence) -> Evidence:
     # Titles are looked up from the cited ids: when an LLM's citations replace the template's,
     # the result keeps the template's titles, which would then name the wrong items.
-    titles = [rec.ds.item(i).title if rec.ds.has_item(i) else i for i in ev.history_items]
-    return Evidence(
-        history_items=list(ev.history_items), history_titles=titles, categories=list(ev.categories)
-    )
+    titles = tuple(rec.ds.item(i).title if rec.ds.has_item(i) else i for i in ev.history_items)
+    return ev.model_copy(update={"history_titles": titles})
 
 
 def _timeline(rec: Recommender, user_id: str | None, hist: History) -> list[TimelineEntry]:

@@ -174,6 +174,7 @@ class Words(BaseModel):
     items: str = "items"
     category: str = "category"
     categories: str = "categories"
+    has_categories: bool = Field(default=True, description="The catalog has categories.")
 
 
 class Report(BaseModel):

@@ -41,13 +41,16 @@ class StandInTier:
     prompt_id = "stand-in-v1"
 
     def rerank(self, req: RerankRequest) -> TierAnswer:
-        c0, c1 = req.candidates[0], req.candidates[1]
-        h = req.history[-1]
+        # Like a capable model, it cites a history item the prompt lists as raising the pick.
+        c0 = next((c for c in req.candidates if c.support), req.candidates[0])
+        c1 = next(c for c in req.candidates if c is not c0)
+        cited = list(c0.support[:1])
+        title = next((h.title for h in req.history if h.short_id in cited), "what you rated")
         picks = [
             RankedPick(
                 id=c0.short_id,
-                explanation=f"You rated {h.title} and this is close to it.",
-                cited_history=[h.short_id],
+                explanation=f"You rated {title} and this is close to it.",
+                cited_history=cited,
                 categories=list(c0.categories[:1]),
             ),
             RankedPick(id=c1.short_id, explanation="Like your favourite.", cited_history=["H999"]),

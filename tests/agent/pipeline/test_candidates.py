@@ -40,3 +40,22 @@ def test_short_histories_get_popular_items() -> None:
 def test_nothing_eligible_gives_no_candidates() -> None:
     c = gather_candidates(LOGITS, np.zeros(8, bool), n=5, query_hits=[1])
     assert len(c) == 0
+
+
+def test_one_edition_of_each_work() -> None:
+    from agent.pipeline.candidates import Candidates, one_per_work
+
+    works = np.array([0, 1, 1, 2, 0])  # items 1 and 2 are editions of one book; 0 and 4 too
+    c = Candidates(np.array([2, 4, 1, 3, 0]), {i: ("model",) for i in range(5)})
+    kept = one_per_work(c, works)
+    assert kept.items.tolist() == [2, 4, 3] and set(kept.sources) == {2, 4, 3}
+
+
+def test_editions_of_history_items_are_not_candidates(catalog) -> None:
+    from agent.pipeline.candidates import find_candidates
+    from mtrec.data.history import History
+
+    hist = History.from_items([0, 1])
+    c = find_candidates(catalog, np.zeros(12), hist, None, (), 12)
+    assert not set(c.items.tolist()) & {0, 1}
+    assert catalog.same_work(np.array([0])).sum() == 1  # unique titles: only itself
