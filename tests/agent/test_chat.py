@@ -315,8 +315,8 @@ def test_terminal_chat(rec):
     )
     text = buf.getvalue()
     assert turns == 2
-    assert "Here are 3 picks in Comedy, from 1990–1999." in text
-    assert "Removed" in text and "Recommended" in text
+    assert "Here are 3 movies in Comedy, from 1990–1999." in text  # the catalog's noun
+    assert "Removed" in text and "Ask for movies" in text  # the help speaks of movies too
 
 
 def test_chat_command(rec, trained_workspace, capsys, monkeypatch):
