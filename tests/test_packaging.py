@@ -29,6 +29,7 @@ pytestmark = pytest.mark.slow
 def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     src, dist = tmp / "src", tmp / "dist"
+    src.mkdir()
     for name in SOURCES:  # a copy, so that the build leaves nothing in the checkout
         if (ROOT / name).is_dir():
             shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))

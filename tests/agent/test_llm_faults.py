@@ -11,6 +11,7 @@ import time
 import pytest
 
 from agent import Recommender
+from agent.prompts import load_prompt
 from tests.agent.fake_provider import FakeProvider
 
 PLANTED_KEY = "sk-test-PLANTED-0123456789abcdef"
@@ -48,7 +49,7 @@ def test_happy_path_uses_remote_tier(rec, provider):
     res = ask(rec, provider, "ok")
     assert res.tier == "remote" and len(res.items) == 10
     assert res.tokens_in == 100 and res.tokens_out == 20
-    assert res.prompt_version == "rerank@v1"
+    assert res.prompt_version == load_prompt("rerank").id  # the template the tier rendered
     assert any(it.llm_rank is not None for it in res.items)
     assert res.dropped.unknown == 0 and res.dropped.duplicate == 0
 
