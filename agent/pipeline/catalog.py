@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -251,16 +251,29 @@ class CoLikes:
         self.matrix = m
         self.likers = np.asarray(m.sum(axis=1)).ravel()
 
-    def best(self, items: np.ndarray, anchors: np.ndarray) -> list[tuple[int, int] | None]:
+    def best(
+        self,
+        items: np.ndarray,
+        anchors: np.ndarray,
+        allowed: Sequence[Collection[int]] | None = None,
+    ) -> list[tuple[int, int] | None]:
         """For each of ``items``, the anchor most tied to it and how many people liked both
         (None when no one did); one sparse product for all of them.
 
         The anchor is chosen by cosine (co-likes over the root of both items' likers), so a
         blockbuster that everyone liked does not become everybody's reason.
+
+        Args:
+            items: (N,) dense item ids.
+            anchors: (A,) dense ids of the items that may be named (what the user liked).
+            allowed: Per item, the anchors it may name (None: any of ``anchors``).
         """
         if len(anchors) == 0:
             return [None] * len(items)
         counts = (self.matrix[items] @ self.matrix[anchors].T).toarray()  # (items, anchors)
+        if allowed is not None:
+            ok = np.array([[int(a) in allowed[r] for a in anchors] for r in range(len(items))])
+            counts = np.where(ok, counts, 0.0)
         norm = np.sqrt(np.outer(self.likers[items], self.likers[anchors])) + 1e-9
         out: list[tuple[int, int] | None] = []
         for row, cos in zip(counts, counts / norm, strict=True):

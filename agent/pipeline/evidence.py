@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,15 +119,26 @@ def _drop(hist: History, item: int) -> History:
 
 
 def shared_attributes(
-    catalog: Catalog, items: Sequence[int], liked_items: np.ndarray
+    catalog: Catalog,
+    items: Sequence[int],
+    liked_items: np.ndarray,
+    allowed: Sequence[Collection[int]] | None = None,
 ) -> dict[int, tuple[str, str, int]]:
     """For each item that shares an exact attribute value (author, brand, ...) with an item
-    the user liked: ``(attribute, value, that history item)`` (the latest such item)."""
+    the user liked: ``(attribute, value, that history item)`` (the last such item in
+    ``liked_items``). ``allowed`` limits, per item, which liked items it may name."""
     out: dict[int, tuple[str, str, int]] = {}
     for name, values in catalog.values.items():
-        latest = {values[int(h)].strip().lower(): int(h) for h in liked_items if values[int(h)]}
-        for item in items:
-            value = values[item].strip()
-            if item not in out and value and value.lower() in latest:
-                out[item] = (name, value, latest[value.lower()])
+        for n, item in enumerate(items):
+            value = values[item].strip().lower()
+            if item in out or not value:
+                continue
+            named = [
+                int(h)
+                for h in liked_items
+                if values[int(h)].strip().lower() == value
+                and (allowed is None or int(h) in allowed[n])
+            ]
+            if named:
+                out[item] = (name, values[item].strip(), named[-1])
     return out

@@ -78,7 +78,8 @@ class ItemEvidence:
         contributions: Real counterfactual contributions, largest drop first.
         tried: Every history item the leave-one-out removed (dense ids).
         shared_categories: The item's categories among the user's top three.
-        co_liked: (history item, people who liked both), the strongest pair.
+        co_liked: (history item, people who liked both), the strongest pair among the
+            history items whose removal lowers this item (so the citation is true).
         attribute: (attribute, value, history item): a shared exact attribute.
         query_match: The item came from the request's text search.
         engagement: p(item | user).
@@ -376,14 +377,22 @@ def item_evidence(
     found = contributions(model, hist, scored, list(items), tried, weights)
     liked_items = np.array(sorted(ctx.liked_ids), np.int64)
     user_counts = catalog.user_category_counts(hist)
-    co = co_likes.best(np.array(items, np.int64), liked_items) if co_likes else [None] * len(items)
-    shared = shared_attributes(catalog, items, liked_items)
+    real = [[c for c in found[item] if c.real] for item in items]
+    # A liked item is named as a reason ("people who liked X", "by the author of X") only if
+    # the deletion test shows it matters to this item: every cited item must lower its score.
+    movers = [{c.item for c in r} for r in real]
+    co = (
+        co_likes.best(np.array(items, np.int64), liked_items, movers)
+        if co_likes
+        else [None] * len(items)
+    )
+    shared = shared_attributes(catalog, items, liked_items, movers)
     ts = scored.tasks
     out = {}
     for n, item in enumerate(items):
         j = pos[item]
         out[item] = ItemEvidence(
-            contributions=tuple(c for c in found[item] if c.real)[:_TOP_CONTRIBUTORS],
+            contributions=tuple(real[n])[:_TOP_CONTRIBUTORS],
             tried=tuple(int(i) for i in tried),
             shared_categories=tuple(catalog.shared_categories(item, user_counts)),
             co_liked=co[n],
