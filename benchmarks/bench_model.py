@@ -20,6 +20,8 @@ Example::
 
     python benchmarks/bench_model.py --protocols loo random --seeds 2020 2021 2022 --threads 1
     python benchmarks/bench_model.py --tables-only     # re-read the results, print the tables
+    python benchmarks/bench_model.py --dataset book-crossing --protocols random --threads 1
+        # -> benchmarks/results/model-book-crossing.json (ml-100k's file is model.json)
 """
 
 from __future__ import annotations
@@ -341,7 +343,9 @@ def main() -> None:
     ap.add_argument("--tables-only", action="store_true", help="no training: re-read and print")
     args = ap.parse_args()
 
-    previous = RESULTS / "model.json"
+    # One results file per dataset: model.json (ml-100k, the headline), model-<dataset>.json.
+    name = "model" if args.dataset == "ml-100k" else f"model-{slug(args.dataset)}"
+    previous = RESULTS / f"{name}.json"
     kept = json.loads(previous.read_text()) if previous.is_file() else {}
     # Protocols not run this time keep their last figures (each carries its own date); the
     # schema before per-user results is dropped.
@@ -376,7 +380,7 @@ def main() -> None:
                 entry = protocols[protocol]
                 entry["baselines"] = run_baselines(ds, text, split, prefix, args.seeds[0])
                 entry["baselines_date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                write_results("model", {**results, "protocols": protocols})
+                write_results(name, {**results, "protocols": protocols})
                 continue
             seeds = {}
             for seed in args.seeds:
@@ -396,7 +400,7 @@ def main() -> None:
             }
             protocols[protocol] = entry
             results["protocols"] = protocols
-            write_results("model", results)  # after each protocol: a partial run keeps numbers
+            write_results(name, results)  # after each protocol: a partial run keeps numbers
     dataset = results["dataset"]
     for protocol, entry in protocols.items():
         entry["comparison"] = compare(entry, peer_rows(peer_doc, dataset, protocol))
@@ -407,7 +411,7 @@ def main() -> None:
         print_table(f"{convention} ({', '.join(TABLES[convention])}), test, {dataset}", rows)
     print()
     print_comparisons(protocols)
-    path = write_results("model", results)
+    path = write_results(name, results)
     print(f"\nwrote {path}", flush=True)
 
 
