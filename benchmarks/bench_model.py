@@ -334,7 +334,9 @@ def main() -> None:
     ap.add_argument(
         "--epochs", type=int, default=None, help="cap MTRec's epochs (smoke runs; recorded)"
     )
-    ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument(
+        "--no-baselines", action="store_true", help="keep each protocol's last baseline runs"
+    )
     ap.add_argument(
         "--baselines-only",
         action="store_true",
@@ -389,15 +391,18 @@ def main() -> None:
                     ds, text, split, protocol, seed, args.threads, path, args.epochs
                 )
                 print(f"  MTRec seed {seed}: {seeds[str(seed)]['masked']['ndcg@10']:.4f}")
+            last = protocols.get(protocol, {})
             entry: dict[str, Any] = {
                 "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "threads": args.threads,
                 "epochs_cap": args.epochs,
                 "mtrec": {"seeds": seeds, **seed_stats(seeds)},
-                "baselines": {}
-                if args.no_baselines
-                else run_baselines(ds, text, split, prefix, args.seeds[0]),
             }
+            if args.no_baselines:  # the baselines do not change with MTRec: keep the last ones
+                entry["baselines"] = last.get("baselines", {})
+                entry["baselines_date"] = last.get("baselines_date", last.get("date"))
+            else:
+                entry["baselines"] = run_baselines(ds, text, split, prefix, args.seeds[0])
             protocols[protocol] = entry
             results["protocols"] = protocols
             write_results(name, results)  # after each protocol: a partial run keeps numbers
