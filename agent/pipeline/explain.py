@@ -80,7 +80,8 @@ class ItemEvidence:
         shared_categories: The item's categories among the user's top three.
         co_liked: (history item, people who liked both), the strongest pair among the
             history items whose removal lowers this item (so the citation is true).
-        attribute: (attribute, value, history item): a shared exact attribute.
+        attribute: (attribute, value, history item): a shared exact attribute, with a liked
+            history item whose removal lowers this item.
         query_match: The item came from the request's text search.
         engagement: p(item | user).
         like: Probability the user likes it.
