@@ -120,6 +120,7 @@ def run_mtrec(
     train_s = time.perf_counter() - t0
     out: dict[str, Any] = evaluate_both(model, ds, split, path)
     out.update(
+        fusion=fusion_on_test(model, ds, split, seed, path),
         tasks=evaluate_tasks(model, ds, split, "test"),
         train_seconds=round(train_s, 2),
         best_epoch=result.best_epoch,
@@ -130,6 +131,79 @@ def run_mtrec(
         per_user_file=str(path.relative_to(ROOT)),
     )
     return out
+
+
+def fusion_on_test(model: Any, ds: Any, split: Any, seed: int, path: Path) -> dict[str, Any]:
+    """Engagement alone against the validation-chosen fused score on test, liked and all
+    targets (issue 13, item 6); per-user values to ``<path stem>-fusion-<targets>.npz``."""
+    from mtrec.evaluation.stats import save_per_user
+    from mtrec.selection import fusion_comparison
+
+    report = fusion_comparison(model, ds, split, "test", seed=2020)
+    out: dict[str, Any] = {"weights": model.config.fusion.model_dump()}
+    for targets, r in report.items():
+        file = path.with_name(f"{path.stem}-fusion-{targets}.npz")
+        save_per_user(file, r["users"], r["per_user"])
+        out[targets] = {**r["summary"], "per_user_file": str(file.relative_to(ROOT))}
+    return out
+
+
+def fusion_summary(entry: dict[str, Any]) -> dict[str, Any]:
+    """Over seeds: engagement and fused test NDCG@10 (mean, sd) on liked and all targets, and
+    the paired interval of fused - engagement with per-user values averaged over seeds."""
+    from mtrec.evaluation.stats import load_per_user, paired_bootstrap
+
+    runs = [r["fusion"] for r in entry["mtrec"]["seeds"].values() if "fusion" in r]
+    if not runs:
+        return {}
+    out: dict[str, Any] = {"weights_per_seed": [r["weights"] for r in runs]}
+    for targets in ("liked", "all"):
+        sides: dict[str, list[np.ndarray]] = {"engagement": [], "fused": []}
+        users = None
+        for r in runs:
+            u, groups = load_per_user(ROOT / r[targets]["per_user_file"])
+            if users is not None and u.tolist() != users.tolist():
+                raise ValueError(f"{r[targets]['per_user_file']}: other users than seed 1")
+            users = u
+            for side in sides:
+                sides[side].append(groups[side]["ndcg@10"])
+        means = {side: [float(v.mean()) for v in vs] for side, vs in sides.items()}
+        out[targets] = {
+            "users": len(users) if users is not None else 0,
+            **{
+                f"{side}_ndcg@10": {
+                    "mean": float(np.mean(v)),
+                    "sd": float(np.std(v, ddof=1)) if len(v) > 1 else None,
+                }
+                for side, v in means.items()
+            },
+            "paired_fused_minus_engagement": paired_bootstrap(
+                np.mean(sides["fused"], axis=0), np.mean(sides["engagement"], axis=0)
+            ).to_dict(),
+        }
+    return out
+
+
+def mean_sd(x: dict[str, float | None]) -> str:
+    return f"{x['mean']:.4f}" + (f" ± {x['sd']:.4f}" if x["sd"] is not None else "")
+
+
+def print_fusion(protocols: dict[str, Any]) -> None:
+    for protocol, entry in protocols.items():
+        f = entry.get("fusion_summary")
+        if not f:
+            continue
+        weights = [(w["like"], w["rating"]) for w in f["weights_per_seed"]]
+        print(f"{protocol}: fusion weights (like, rating) chosen on validation, per seed {weights}")
+        for targets in ("liked", "all"):
+            t = f[targets]
+            e, g = t["engagement_ndcg@10"], t["fused_ndcg@10"]
+            iv = t["paired_fused_minus_engagement"]
+            print(
+                f"  {targets} targets ({t['users']} users): engagement {mean_sd(e)}, "
+                f"fused {mean_sd(g)}, fused - engagement {iv['mean_diff']:+.4f} "
+                f"[95% {iv['low']:+.4f}, {iv['high']:+.4f}]"
+            )
 
 
 def run_baselines(
@@ -409,6 +483,7 @@ def main() -> None:
     dataset = results["dataset"]
     for protocol, entry in protocols.items():
         entry["comparison"] = compare(entry, peer_rows(peer_doc, dataset, protocol))
+        entry["fusion_summary"] = fusion_summary(entry)
     results["protocols"] = protocols
     results["tables"] = {c: table(protocols, peer_doc, dataset, c) for c in TABLES}
     results["peer_file_date"] = (peer_doc.get("invocations") or [{}])[-1].get("date")
@@ -416,6 +491,8 @@ def main() -> None:
         print_table(f"{convention} ({', '.join(TABLES[convention])}), test, {dataset}", rows)
     print()
     print_comparisons(protocols)
+    print()
+    print_fusion(protocols)
     path = write_results(name, results)
     print(f"\nwrote {path}", flush=True)
 

@@ -169,4 +169,54 @@ def select_fusion(
     }
 
 
-__all__ = ["FusedScores", "fused_model", "liked_rows", "liked_split", "select_fusion"]
+def fusion_comparison(
+    model: MultiTaskModel, ds: Dataset, split: Split, phase: str = "test", seed: int = 2020
+) -> dict[str, dict[str, object]]:
+    """The engagement head alone against the fused score (``model.config.fusion``'s weights)
+    on ``phase``, masked, on liked targets and on all targets: where the multi-task model
+    shows whether its like and rating heads earn their place (issue 13, item 6).
+
+    Run it once, after the weights were chosen on validation; on ``test`` it is a report and
+    must not feed back into any choice.
+
+    Returns:
+        ``{"liked": ..., "all": ...}``, each ``{"users": (U,) tokens, "per_user":
+        {"engagement": {"ndcg@10": (U,), "recall@10": (U,)}, "fused": {...}}, "summary":
+        {side means, the weights, the paired bootstrap interval of fused - engagement}}``.
+    """
+    fused = fused_model(model, ds, split, phase)
+    users = np.array(sorted(fused.row), np.int64)
+    weights = (model.config.fusion.like, model.config.fusion.rating)
+    liked = liked_split(ds, split, model.config.train.like_threshold, phase)
+    out: dict[str, dict[str, object]] = {}
+    for name, targets in (("liked", liked), ("all", split)):
+        per_user: dict[str, dict[str, np.ndarray]] = {}
+        tokens = np.empty(0, np.int64)
+        for side, w in (("engagement", (0.0, 0.0)), ("fused", weights)):
+            fused.weights = w
+            ev = evaluate_ranking_per_user(
+                fused, ds, targets, phase, ks=(10,), users=users, beyond_accuracy=False, seed=seed
+            )
+            per_user[side] = {m: ev.per_user[m] for m in ("ndcg@10", "recall@10")}
+            tokens = ev.users  # both sides score the same users: the targets are the same
+        a, b = per_user["fused"]["ndcg@10"], per_user["engagement"]["ndcg@10"]
+        summary: dict[str, object] = {
+            f"{side}_{m}": float(v[m].mean()) for side, v in per_user.items() for m in v
+        }
+        summary.update(
+            users=len(a),
+            weights={"like": weights[0], "rating": weights[1]},
+            paired_ndcg10_fused_minus_engagement=paired_bootstrap(a, b, seed=seed).to_dict(),
+        )
+        out[name] = {"users": tokens, "per_user": per_user, "summary": summary}
+    return out
+
+
+__all__ = [
+    "FusedScores",
+    "fused_model",
+    "fusion_comparison",
+    "liked_rows",
+    "liked_split",
+    "select_fusion",
+]

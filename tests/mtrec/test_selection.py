@@ -1,0 +1,76 @@
+"""Fusion of the task heads: chosen on validation only, compared on test against engagement."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mtrec.config import MTRecConfig
+from mtrec.evaluation import split_dataset
+from mtrec.evaluation.evaluator import evaluate_ranking_per_user
+from mtrec.model.multitask import MultiTaskModel
+from mtrec.selection import fusion_comparison, liked_rows, liked_split, select_fusion
+from mtrec.training import train_multitask
+
+
+@pytest.fixture(scope="module")
+def fitted(synthetic):
+    cfg = MTRecConfig.for_protocol("random")
+    cfg.model.dim, cfg.model.layers, cfg.model.max_history = 32, 1, 30
+    cfg.train.epochs, cfg.train.batch_size, cfg.train.lr = 3, 64, 5e-3
+    split = split_dataset(synthetic, "random")
+    model = MultiTaskModel.create(synthetic, cfg, None)
+    train_multitask(model, synthetic, split.train, split)
+    return model, split
+
+
+def test_liked_rows_keep_rated_rows_at_or_above_the_threshold(synthetic):
+    rows = np.arange(len(synthetic.value))
+    liked = liked_rows(synthetic, rows, 4.0)
+    values = synthetic.value[liked]
+    assert len(liked) > 0
+    assert (values >= 4.0).all()
+    left_out = np.setdiff1d(rows, liked)
+    assert not (synthetic.value[left_out] >= 4.0).any()  # NaN compares False: unrated is out
+
+
+def test_liked_split_of_test_keeps_the_whole_earlier_history(synthetic):
+    split = split_dataset(synthetic, "random")
+    liked = liked_split(synthetic, split, 4.0, "test")
+    assert sorted(liked.train) == sorted(np.concatenate([split.train, split.valid]))
+    assert set(liked.test) <= set(split.test)
+    with pytest.raises(ValueError, match="phase"):
+        liked_split(synthetic, split, 4.0, "train")
+
+
+def test_select_fusion_reads_no_test_rating(fitted, synthetic):
+    model, split = fitted
+    chosen = select_fusion(model, synthetic, split)
+    # Invert every test rating: a selector that peeked at test targets would change its mind.
+    value = synthetic.value.copy()
+    value[split.test] = 6.0 - value[split.test]
+    flipped = dataclasses.replace(synthetic, value=value)
+    assert select_fusion(model, flipped, split) == chosen
+    assert chosen["selected_on"].startswith("valid")
+
+
+def test_fusion_comparison_engagement_side_is_the_model_s_own_ranking(fitted, synthetic):
+    model, split = fitted
+    model.config.fusion.like, model.config.fusion.rating = 1.0, 0.5
+    report = fusion_comparison(model, synthetic, split, "test", seed=2020)
+    own = evaluate_ranking_per_user(model, synthetic, split, "test", ks=(10,), seed=2020)
+    every = report["all"]
+    assert every["users"].tolist() == own.users.tolist()
+    np.testing.assert_allclose(
+        every["per_user"]["engagement"]["ndcg@10"], own.per_user["ndcg@10"], atol=1e-6
+    )
+    # The fused side is a different ranking (weights 1.0 / 0.5), scored on the same users.
+    assert not np.allclose(every["per_user"]["fused"]["ndcg@10"], own.per_user["ndcg@10"])
+    liked = report["liked"]
+    n_liked_users = len(np.unique(synthetic.user_idx[liked_rows(synthetic, split.test, 4.0)]))
+    assert liked["summary"]["users"] == n_liked_users > 0
+    assert liked["summary"]["weights"] == {"like": 1.0, "rating": 0.5}
+    interval = liked["summary"]["paired_ndcg10_fused_minus_engagement"]
+    assert interval["low"] <= interval["mean_diff"] <= interval["high"]
