@@ -430,6 +430,13 @@ def train(
     master_port: Annotated[
         int | None, typer.Option(help="A free port on node 0 for the rendezvous.")
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Torch CPU threads (0 = torch's default, one per core; 1 when another job "
+            "shares the cores)."
+        ),
+    ] = None,
     json_out: Json = False,
 ) -> None:
     """Train the multi-task model on the workspace's dataset, with early stopping."""
@@ -440,6 +447,8 @@ def train(
             raise UsageError(f"--nproc must be >= 1, got {nproc}")
         if with_feedback:
             raise UsageError("--with-feedback is not supported with --nproc/--nnodes > 1")
+        if threads is not None:
+            raise UsageError("--threads applies to one process; torchrun sets it per worker")
         from agent.distributed import check_nodes, run_distributed_training
 
         try:
@@ -472,6 +481,7 @@ def train(
         seed,
         show_progress=not json_out,
         with_feedback=with_feedback,
+        threads=threads,
     )
     if json_out:
         print_json(result)

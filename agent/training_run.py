@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 from rich.progress import Progress
 
 from agent.console import err, progress
@@ -35,6 +36,7 @@ def run_training(
     seed: int | None = None,
     show_progress: bool = True,
     with_feedback: bool = False,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Train on the protocol's training split, early-stopping on its validation split.
 
@@ -48,7 +50,7 @@ def run_training(
     with ws.lock("training"):
         ds = ws.dataset
         text = ws.text_embeddings(ds)
-        cfg = _config(protocol, epochs, device, seed)
+        cfg = _config(protocol, epochs, device, seed, threads, ds.profile.like_threshold)
         split = split_dataset(ds, protocol, seed=cfg.train.seed)
         train_rows = split.train
         feedback_rows = 0
@@ -82,6 +84,7 @@ def run_training(
             "epochs_run": len(result.epochs),
             "resumed_from_epoch": result.resumed_from,
             "train_seconds": round(seconds, 1),
+            "threads": cfg.train.threads or torch.get_num_threads(),
             "feedback_rows": feedback_rows,
             "checkpoint": str(ws.model_dir),
         }
@@ -95,9 +98,16 @@ def run_training(
     return summary
 
 
-def _config(protocol: str, epochs: int | None, device: str, seed: int | None) -> MTRecConfig:
-    """The protocol's defaults with the command line's overrides."""
-    cfg = MTRecConfig.for_protocol(protocol)
+def _config(
+    protocol: str,
+    epochs: int | None,
+    device: str,
+    seed: int | None,
+    threads: int | None = None,
+    like_threshold: float | None = None,
+) -> MTRecConfig:
+    """The protocol's and the dataset's defaults with the command line's overrides."""
+    cfg = MTRecConfig.for_protocol(protocol, like_threshold)
     cfg.train.device = device  # type: ignore[assignment]
     if epochs is not None:
         if epochs <= 0:
@@ -105,6 +115,10 @@ def _config(protocol: str, epochs: int | None, device: str, seed: int | None) ->
         cfg.train.epochs = epochs
     if seed is not None:
         cfg.train.seed = seed
+    if threads is not None:
+        if threads < 0:
+            raise ValueError(f"--threads must be >= 0, got {threads}")
+        cfg.train.threads = threads
     return cfg
 
 
@@ -142,7 +156,13 @@ def _same_run(ws: Workspace, cfg: MTRecConfig) -> bool:
     if not (ws.model_dir / "resume.pt").is_file() or not latest.is_file():
         return False
     saved = ws.model_dir / latest.read_text().strip() / "config.json"
-    return saved.is_file() and json.loads(saved.read_text()) == json.loads(cfg.model_dump_json())
+    if not saved.is_file():
+        return False
+    # The thread count changes the speed, not the run: a resume may use another one.
+    before, now = json.loads(saved.read_text()), json.loads(cfg.model_dump_json())
+    for c in (before, now):
+        c.get("train", {}).pop("threads", None)
+    return before == now
 
 
 def run_evaluation(

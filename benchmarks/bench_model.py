@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import RESULTS, write_results  # noqa: E402
+from benchmarks.common import RESULTS, command, write_results  # noqa: E402
 from benchmarks.recbole_peer import (  # noqa: E402
     CONVENTIONS,
     PER_USER_DIR,
@@ -97,7 +98,7 @@ def run_mtrec(
     from mtrec.model.multitask import MultiTaskModel
     from mtrec.training import train_multitask
 
-    cfg = MTRecConfig.for_protocol(protocol)
+    cfg = MTRecConfig.for_protocol(protocol, ds.profile.like_threshold)
     cfg.train.seed = seed
     if threads:
         cfg.train.threads = threads
@@ -394,6 +395,31 @@ def print_comparisons(protocols: dict[str, Any]) -> None:
                 )
 
 
+def merged_entry(
+    kept: dict[str, Any],
+    seeds: dict[str, Any],
+    args: argparse.Namespace,
+    ds: Any,
+    text: np.ndarray,
+    split: Any,
+    prefix: str,
+) -> dict[str, Any]:
+    """A protocol entry whose seeds are the kept ones plus this run's (``--add-seeds``)."""
+    entry: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "threads": args.threads,
+        "epochs_cap": args.epochs,
+        "mtrec": {"seeds": dict(sorted(seeds.items())), **seed_stats(seeds)},
+    }
+    if args.no_baselines:
+        entry["baselines"] = kept.get("baselines", {})
+        entry["baselines_date"] = kept.get("baselines_date", kept.get("date"))
+    else:
+        entry["baselines"] = run_baselines(ds, text, split, prefix, args.seeds[0])
+        entry["baselines_date"] = entry["date"]
+    return entry
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="ml-100k")
@@ -415,6 +441,12 @@ def main() -> None:
         "--baselines-only",
         action="store_true",
         help="refit and score the baselines; keep each protocol's last MTRec runs",
+    )
+    ap.add_argument(
+        "--add-seeds",
+        action="store_true",
+        help="merge these seeds into the protocol's recorded MTRec runs (so several processes "
+        "can each run one seed); each seed records its own command",
     )
     ap.add_argument("--tables-only", action="store_true", help="no training: re-read and print")
     args = ap.parse_args()
@@ -464,7 +496,23 @@ def main() -> None:
                 seeds[str(seed)] = run_mtrec(
                     ds, text, split, protocol, seed, args.threads, path, args.epochs
                 )
+                seeds[str(seed)]["command"] = command()
                 print(f"  MTRec seed {seed}: {seeds[str(seed)]['masked']['ndcg@10']:.4f}")
+            if args.add_seeds:
+                # Seeds run in parallel processes: merge into what the file holds *now*.
+                with FileLock(str(RESULTS / f"{name}.json.lock")):
+                    now = RESULTS / f"{name}.json"
+                    held = json.loads(now.read_text()) if now.is_file() else {}
+                    kept_entry = held.get("protocols", {}).get(protocol, {})
+                    for s_, r in kept_entry.get("mtrec", {}).get("seeds", {}).items():
+                        seeds.setdefault(s_, r)
+                    protocols = dict(held.get("protocols", {}))
+                    protocols[protocol] = merged_entry(
+                        kept_entry, seeds, args, ds, text, split, prefix
+                    )
+                    results["protocols"] = protocols
+                    write_results(name, results)
+                continue
             last = protocols.get(protocol, {})
             entry: dict[str, Any] = {
                 "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -480,6 +528,15 @@ def main() -> None:
             protocols[protocol] = entry
             results["protocols"] = protocols
             write_results(name, results)  # after each protocol: a partial run keeps numbers
+    with FileLock(str(RESULTS / f"{name}.json.lock")):  # the tables read every merged seed
+        if args.add_seeds and (RESULTS / f"{name}.json").is_file():
+            held = json.loads((RESULTS / f"{name}.json").read_text())
+            protocols = held.get("protocols", protocols)
+        finish(results, protocols, peer_doc, name)
+
+
+def finish(results: dict[str, Any], protocols: dict[str, Any], peer_doc: dict, name: str) -> None:
+    """Compare each protocol with its peers, print the tables and write the results file."""
     dataset = results["dataset"]
     for protocol, entry in protocols.items():
         entry["comparison"] = compare(entry, peer_rows(peer_doc, dataset, protocol))

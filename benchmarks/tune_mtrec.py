@@ -89,7 +89,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ds = load_dataset(args.dataset)
     text = None if args.no_text else cached_text(ds)
-    cfg = MTRecConfig.for_protocol(args.protocol)
+    cfg = MTRecConfig.for_protocol(args.protocol, ds.profile.like_threshold)
     cfg.train.seed = args.seed
     cfg.train.threads = args.threads
     overrides = apply_overrides(cfg, args.sets)

@@ -151,10 +151,17 @@ class MTRecConfig(BaseModel):
     fusion: FusionConfig = Field(default_factory=FusionConfig)
 
     @classmethod
-    def for_protocol(cls, protocol: str, **overrides: object) -> MTRecConfig:
+    def for_protocol(
+        cls, protocol: str, like_threshold: float | None = None, **overrides: object
+    ) -> MTRecConfig:
         """Defaults for a protocol. ``random`` holds out random items: the model reads a longer
-        history, in shuffled order, and learns to complete the set rather than the sequence."""
+        history, in shuffled order, and learns to complete the set rather than the sequence.
+
+        ``like_threshold`` is the dataset's own (``ds.profile.like_threshold``: 4 on a 1-5
+        scale, 8 on Book-Crossing's 1-10); None keeps 4.0."""
         cfg = cls(protocol=protocol)  # type: ignore[arg-type]
+        if like_threshold is not None:
+            cfg.train.like_threshold = float(like_threshold)
         if protocol == "random":
             cfg.train.future_window = 32
             cfg.train.history_order = "shuffled"

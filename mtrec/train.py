@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         text = np.load(args.text) if args.text else None
         if text is not None and text.shape[0] != ds.n_items:
             raise SystemExit(f"error: {args.text} has {text.shape[0]} rows for {ds.n_items} items")
-        cfg = MTRecConfig.for_protocol(args.protocol)
+        cfg = MTRecConfig.for_protocol(args.protocol, ds.profile.like_threshold)
         cfg.train.device = args.device
         if args.epochs is not None:
             cfg.train.epochs = args.epochs

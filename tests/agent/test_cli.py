@@ -149,6 +149,8 @@ def test_train_refuses_bad_protocol_and_epochs(ml100k_workspace, capsys):
     assert code == 2 and "unknown protocol" in err
     code, _, err = run_cli(["train", "-w", str(ml100k_workspace), "--epochs", "0"], capsys)
     assert code == 2 and "--epochs" in err
+    code, _, err = run_cli(["train", "-w", str(ml100k_workspace), "--threads", "-1"], capsys)
+    assert code == 2 and "--threads" in err
 
 
 def test_train_with_feedback_folds_events_into_training(trained_workspace, capsys):

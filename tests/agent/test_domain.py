@@ -102,8 +102,9 @@ def test_a_shop_catalog_from_the_command_line(
     kinds = {a["name"]: a["kind"] for a in info["attributes"]}
     assert kinds["brand"] == "exact" and kinds["price"] == "range"
 
-    code, out, err = _cli(["train", "-w", ws, "--epochs", "2", "--json"], capsys)
+    code, out, err = _cli(["train", "-w", ws, "--epochs", "2", "--threads", "1", "--json"], capsys)
     assert code == 0, err
+    assert json.loads(out)["threads"] == 1
 
     code, out, err = _cli(
         ["recommend", "-w", ws, "--user", "c3", "-k", "5", "--llm", "none", "--json",
@@ -184,6 +185,32 @@ def test_a_workspace_indexed_leniently_trains_on_the_same_rows(
     code, out, err = run_cli(["train", "-w", ws, "--epochs", "1", "--json"], capsys)
     assert code == 0, err
     assert json.loads(out)["epochs_run"] == 1
+
+
+def test_the_like_head_learns_the_catalog_s_own_like_threshold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a 1-10 scale a 4 is not a like: the model must train with the profile's threshold,
+    not the 1-5 default (Book-Crossing once trained its like head with 4 of 10)."""
+    from mtrec.model.multitask import MultiTaskModel
+
+    rows = ["user_id,item_id,rating"]
+    rng = np.random.default_rng(1)
+    for u in range(30):
+        for i in rng.choice(40, 8, replace=False):
+            rows.append(f"u{u},i{i},{int(rng.integers(1, 11))}")
+    (tmp_path / "scores.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    ws = tmp_path / "ws"
+    code, _, err = run_cli(["index", "--interactions", str(tmp_path / "scores.csv"), "-w", str(ws)],
+                           capsys)  # fmt: skip
+    assert code == 0, err
+    code, out, err = run_cli(["info", "-w", str(ws), "--json"], capsys)
+    threshold = json.loads(out)["profile"]["like_threshold"]
+    assert threshold > 5, threshold  # inferred from the 1-10 scale
+    code, _, err = run_cli(["train", "-w", str(ws), "--protocol", "random", "--epochs", "1"],
+                           capsys)  # fmt: skip
+    assert code == 0, err
+    assert MultiTaskModel.load(ws / "model").config.train.like_threshold == threshold
 
 
 def test_http_filters_on_any_attribute(shop: Path, shop_ws: Path) -> None:
