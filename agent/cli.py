@@ -33,7 +33,7 @@ app.add_typer(data_app, name="data")
 
 Workspace_ = Annotated[
     Path | None,
-    typer.Option("--workspace", "-w", help="Workspace directory [env MTREC_WORKSPACE]."),
+    typer.Option("--workspace", "-w", help="Workspace directory (default: $MTREC_WORKSPACE)."),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 K = Annotated[int, typer.Option("-k", "--k", help="Number of results.")]
@@ -156,8 +156,11 @@ def index(
 
 @app.command()
 def info(workspace: Workspace_ = None, json_out: Json = False) -> None:
-    """What the workspace holds: the data, its domain profile (nouns, filterable attributes,
-    rating scale), where the data comes from, the index and the trained model."""
+    """What the workspace holds: data, domain profile, source, index and model.
+
+    The domain profile gives the item and category nouns, the filterable attributes and the
+    rating scale.
+    """
     from agent.workspace import workspace_info
 
     data = workspace_info(_workspace(workspace))
@@ -186,8 +189,11 @@ def info(workspace: Workspace_ = None, json_out: Json = False) -> None:
         [(a["name"], a["kind"], a["summary"]) for a in data["attributes"]],
     )
     for key in ("source", "citation", "index", "model"):
-        if data.get(key):
-            err.print(f"{key}: {data[key]}", highlight=False, soft_wrap=True)
+        value = data.get(key)
+        if isinstance(value, dict):  # e.g. how the data was read: "source=..., lenient=False"
+            value = ", ".join(f"{k}={v}" for k, v in value.items() if v not in (None, {}, ""))
+        if value:
+            err.print(f"{key}: {value}", highlight=False, soft_wrap=True)
 
 
 _WHERE = re.compile(r"^\s*(?P<attr>[\w .-]+?)\s*(?P<op><=|>=|!=|=|<|>)\s*(?P<value>.+?)\s*$")
