@@ -99,11 +99,6 @@ class ItemEvidence:
     rating: float
 
 
-def ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
 def template_options(
     catalog: Catalog, item: Item, ev: ItemEvidence, liked_ids: set[int], query: str | None
 ) -> list[tuple[str, str, tuple[int, ...]]]:
@@ -123,8 +118,11 @@ def template_options(
     out: list[tuple[str, str, tuple[int, ...]]] = []
     top = ev.contributions[0] if ev.contributions else None
     if top is not None and top.rank_without > top.rank_with:
-        where = f"{ordinal(top.rank_without)} instead of {ordinal(top.rank_with)}"
-        text = f"{because(top.item)}: without it, this {noun} would rank {where}."
+        # A rank difference, not the ranks themselves: the ranks are by model score among the
+        # candidates, and the list the reader sees may be in another order (query, LLM).
+        n = top.rank_without - top.rank_with
+        where = f"{n} place{'s' if n > 1 else ''} lower"
+        text = f"{because(top.item)}: without it, the model would rank this {noun} {where}."
         out.append((text, "history", (top.item,)))
     if ev.attribute is not None:
         name, value, h = ev.attribute

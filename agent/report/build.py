@@ -81,6 +81,7 @@ def build_report(
         category=p.category_noun,
         categories=p.categories,
         has_categories=bool(rec.ds.categories),
+        has_timestamps=rec.ds.has_timestamps,
     )
     head = {"generated_at": now, "dataset": rec.ds.name, "k": k, "llm": llm, "words": words}
     if users is None:

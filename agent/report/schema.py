@@ -175,6 +175,9 @@ class Words(BaseModel):
     category: str = "category"
     categories: str = "categories"
     has_categories: bool = Field(default=True, description="The catalog has categories.")
+    has_timestamps: bool = Field(
+        default=True, description="The interactions have times (else no date column)."
+    )
 
 
 class Report(BaseModel):

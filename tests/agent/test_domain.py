@@ -212,6 +212,16 @@ def test_the_like_head_learns_the_catalog_s_own_like_threshold(
     assert code == 0, err
     assert MultiTaskModel.load(ws / "model").config.train.like_threshold == threshold
 
+    # No timestamps: the report's history table has no empty date column.
+    from agent.recommender import Recommender
+    from agent.report import build_report, render
+
+    report = build_report(Recommender.load(ws, llm="none"), user_id="u3", k=3)
+    assert report.users[0].timeline, "the history table has rows"
+    assert "<th>title</th>" in render(report, "html")
+    assert "<th>date</th>" not in render(report, "html")
+    assert "| date |" not in render(report, "md") and "| title |" in render(report, "md")
+
 
 def test_http_filters_on_any_attribute(shop: Path, shop_ws: Path) -> None:
     import httpx

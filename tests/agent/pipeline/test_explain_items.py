@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from agent.pipeline.candidates import Candidates
@@ -113,6 +115,10 @@ def test_templates_cite_only_items_whose_removal_lowers_the_score(model, catalog
             without = History(hist.items[keep], hist.events[keep], hist.values[keep])
             alone = score_candidates(scored.items, model.task_scores(without, scored.items), W)
             assert scored.fused[j] - alone.fused[j] > 0, (item.item_id, ev.reason, cited)
+            said = re.search(r"would rank this \w+ (\d+) places? lower", item.explanation)
+            if said:  # the number of places is the one measured here
+                dense = ids.index(item.item_id)
+                assert int(said[1]) == alone.rank()[dense] - scored.rank()[dense], item.explanation
     assert cited_any  # the check above ran on at least one citation
 
 
@@ -138,3 +144,26 @@ def test_the_window_skips_disliked_and_low_rated_items(catalog) -> None:
     )
     assert disliked(hist, catalog.ds).tolist() == [False, True, True, False]
     assert removal_window(hist, catalog.ds).tolist() == [4, 1]  # latest first
+
+
+def test_the_counterfactual_sentence_states_the_measured_rank_difference(catalog) -> None:
+    """The sentence gives places lost, not ranks: the reader's list may be in another order
+    than the model's (the query, the LLM), so "would rank 5th" could contradict it."""
+    from agent.pipeline.evidence import Contribution
+    from agent.pipeline.explain import ItemEvidence, template_options
+
+    def first_text(rank_with: int, rank_without: int) -> str:
+        ev = ItemEvidence(
+            contributions=(Contribution(1, 0.4, rank_with, rank_without),),
+            tried=(1,), shared_categories=(), co_liked=None, attribute=None,
+            query_match=False, engagement=0.1, like=0.5, rating=3.5,
+        )  # fmt: skip
+        return template_options(catalog, catalog.ds.items[5], ev, {1}, None)[0][0]
+
+    title = catalog.ds.items[1].title
+    noun = catalog.profile.item_noun
+    assert first_text(2, 5) == (
+        f"Because you liked “{title}”: without it, the model would rank this {noun} 3 places lower."
+    )
+    assert first_text(4, 5).endswith("1 place lower.")
+    assert "places lower" not in first_text(3, 3)  # no rank change: the weaker sentence
