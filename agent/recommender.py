@@ -208,7 +208,8 @@ class Recommender:
                 With ``user_id`` too, they are appended to that user's history.
             query: Free text; adds semantic-search candidates and steers the ranking.
             k: List length (>= 1; more than the eligible items gives all of them).
-            filters: Categories to keep/drop and a year range.
+            filters: Categories to keep or drop, and conditions on any filterable attribute
+                (numeric ranges such as year or price, exact values such as author or brand).
             llm: ``auto`` (default from settings), ``remote``, ``local`` or ``none``.
             explain: Write explanations.
             language: Language of the explanations (LLM tiers; templates are English).
