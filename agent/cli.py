@@ -409,6 +409,16 @@ def search(
 Protocol = Annotated[str, typer.Option("--protocol", "-p", help="loo or random.")]
 
 
+def _refuse_single_process_flags(nproc: int, with_feedback: bool, threads: int | None) -> None:
+    """Flags that only make sense for one training process, refused for a DDP run."""
+    if nproc < 1:
+        raise UsageError(f"--nproc must be >= 1, got {nproc}")
+    if with_feedback:
+        raise UsageError("--with-feedback is not supported with --nproc/--nnodes > 1")
+    if threads is not None:
+        raise UsageError("--threads applies to one process; torchrun sets it per worker")
+
+
 @app.command()
 def train(
     workspace: Workspace_ = None,
@@ -449,12 +459,7 @@ def train(
     from agent.training_run import run_training
 
     if nproc != 1 or nnodes != 1:
-        if nproc < 1:
-            raise UsageError(f"--nproc must be >= 1, got {nproc}")
-        if with_feedback:
-            raise UsageError("--with-feedback is not supported with --nproc/--nnodes > 1")
-        if threads is not None:
-            raise UsageError("--threads applies to one process; torchrun sets it per worker")
+        _refuse_single_process_flags(nproc, with_feedback, threads)
         from agent.distributed import check_nodes, run_distributed_training
 
         try:
