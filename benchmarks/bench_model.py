@@ -360,6 +360,8 @@ def table(protocols: dict[str, Any], peer_doc: dict, dataset: str, convention: s
 
 
 def print_table(title: str, rows: list[dict]) -> None:
+    if not rows:  # e.g. the unmasked (loo) table of a dataset without timestamps
+        return
     print(f"\n{title}")
     head = "| protocol | model | " + " | ".join(TABLE_METRICS) + " | train s |"
     print(head)
@@ -532,11 +534,14 @@ def main() -> None:
         if args.add_seeds and (RESULTS / f"{name}.json").is_file():
             held = json.loads((RESULTS / f"{name}.json").read_text())
             protocols = held.get("protocols", protocols)
-        finish(results, protocols, peer_doc, name)
+        finish(results, protocols, peer_doc, name, write=not args.tables_only)
 
 
-def finish(results: dict[str, Any], protocols: dict[str, Any], peer_doc: dict, name: str) -> None:
-    """Compare each protocol with its peers, print the tables and write the results file."""
+def finish(
+    results: dict[str, Any], protocols: dict[str, Any], peer_doc: dict, name: str, write: bool
+) -> None:
+    """Compare each protocol with its peers, print the tables and (unless only reading, so the
+    file keeps the date, command and load of the run that measured it) write the results."""
     dataset = results["dataset"]
     for protocol, entry in protocols.items():
         entry["comparison"] = compare(entry, peer_rows(peer_doc, dataset, protocol))
@@ -550,8 +555,9 @@ def finish(results: dict[str, Any], protocols: dict[str, Any], peer_doc: dict, n
     print_comparisons(protocols)
     print()
     print_fusion(protocols)
-    path = write_results(name, results)
-    print(f"\nwrote {path}", flush=True)
+    if write:
+        path = write_results(name, results)
+        print(f"\nwrote {path}", flush=True)
 
 
 if __name__ == "__main__":
