@@ -91,7 +91,9 @@ class Recommender:
         self.histories = user_histories(workspace.dataset)
         self.chain = TierChain(settings)
         self.cache = AnswerCache()
-        self.weights = FusionWeights(settings.fuse_like, settings.fuse_rating)
+        self.weights = FusionWeights.of(
+            model.config.fusion, settings.fuse_like, settings.fuse_rating
+        )
         self._index: Any = None
         self._lock = threading.Lock()  # creation of the feedback store (threaded servers)
 

@@ -72,8 +72,10 @@ class Settings(BaseSettings):
             request is asked ``m`` times with the candidates shuffled differently and the ``m``
             rankings are fused by reciprocal rank, so no candidate gains from its position.
             The local tier scores each title independently of the order and is asked once.
-        fuse_like: Weight of the like head's logit in the model's fused score.
-        fuse_rating: Weight of the predicted rating (minus 3) in the model's fused score.
+        fuse_like: Weight of the like head's logit in the model's fused score; None = the
+            weight chosen on validation at training time (``MTRecConfig.fusion``).
+        fuse_rating: Weight of the predicted rating (minus 3) in the model's fused score;
+            None = the weight chosen on validation.
         candidates: Candidates shown to the reranker.
         llm: Default tier choice.
         profile: Domain profile fields (``[profile]`` in ``mtrec.toml``) that override the
@@ -104,8 +106,8 @@ class Settings(BaseSettings):
     llm_weight_local: float | None = Field(default=None, ge=0.0, le=1.0)
     calibration: dict[str, CalibratedWeight] = Field(default_factory=dict)
     llm_shuffles: int = Field(default=1, ge=1, le=10)
-    fuse_like: float = 0.0
-    fuse_rating: float = 0.0
+    fuse_like: float | None = None
+    fuse_rating: float | None = None
     candidates: int = 30
     llm: TierChoice = TierChoice.AUTO
     profile: dict[str, Any] = Field(default_factory=dict)

@@ -159,7 +159,7 @@ def fusion_summary(entry: dict[str, Any]) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {"weights_per_seed": [r["weights"] for r in runs]}
     for targets in ("liked", "all"):
-        sides: dict[str, list[np.ndarray]] = {"engagement": [], "fused": []}
+        sides: dict[str, list[np.ndarray]] = {"network": [], "engagement": [], "fused": []}
         users = None
         for r in runs:
             u, groups = load_per_user(ROOT / r[targets]["per_user_file"])
@@ -167,7 +167,8 @@ def fusion_summary(entry: dict[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"{r[targets]['per_user_file']}: other users than seed 1")
             users = u
             for side in sides:
-                sides[side].append(groups[side]["ndcg@10"])
+                if side in groups:  # "network": since the neighbour channel (2026-12-07)
+                    sides[side].append(groups[side]["ndcg@10"])
         means = {side: [float(v.mean()) for v in vs] for side, vs in sides.items()}
         out[targets] = {
             "users": len(users) if users is not None else 0,
@@ -177,11 +178,16 @@ def fusion_summary(entry: dict[str, Any]) -> dict[str, Any]:
                     "sd": float(np.std(v, ddof=1)) if len(v) > 1 else None,
                 }
                 for side, v in means.items()
+                if v
             },
             "paired_fused_minus_engagement": paired_bootstrap(
                 np.mean(sides["fused"], axis=0), np.mean(sides["engagement"], axis=0)
             ).to_dict(),
         }
+        if len(sides["network"]) == len(runs):
+            out[targets]["paired_engagement_minus_network"] = paired_bootstrap(
+                np.mean(sides["engagement"], axis=0), np.mean(sides["network"], axis=0)
+            ).to_dict()
     return out
 
 
@@ -194,14 +200,24 @@ def print_fusion(protocols: dict[str, Any]) -> None:
         f = entry.get("fusion_summary")
         if not f:
             continue
-        weights = [(w["like"], w["rating"]) for w in f["weights_per_seed"]]
-        print(f"{protocol}: fusion weights (like, rating) chosen on validation, per seed {weights}")
+        weights = [(w.get("neighbour", 0.0), w["like"], w["rating"]) for w in f["weights_per_seed"]]
+        print(
+            f"{protocol}: weights (neighbour, like, rating) chosen on validation, per seed "
+            f"{weights}"
+        )
         for targets in ("liked", "all"):
             t = f[targets]
             e, g = t["engagement_ndcg@10"], t["fused_ndcg@10"]
             iv = t["paired_fused_minus_engagement"]
+            net = ""
+            if "paired_engagement_minus_network" in t:
+                nv = t["paired_engagement_minus_network"]
+                net = (
+                    f"network {mean_sd(t['network_ndcg@10'])}, engagement - network "
+                    f"{nv['mean_diff']:+.4f} [95% {nv['low']:+.4f}, {nv['high']:+.4f}]; "
+                )
             print(
-                f"  {targets} targets ({t['users']} users): engagement {mean_sd(e)}, "
+                f"  {targets} targets ({t['users']} users): {net}engagement {mean_sd(e)}, "
                 f"fused {mean_sd(g)}, fused - engagement {iv['mean_diff']:+.4f} "
                 f"[95% {iv['low']:+.4f}, {iv['high']:+.4f}]"
             )

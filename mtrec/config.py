@@ -27,6 +27,9 @@ class ModelConfig(BaseModel):
             before the last ``max_history`` (off: it reads the sequence window only).
         set_dropout: Share of interactions the whole-history channel drops while training.
         seen_bias: A learned engagement-logit offset for items already in the history.
+        neighbours: Co-occurrence neighbours kept per item in the item-neighbour memory
+            (``mtrec.model.neighbours``; 0 = no memory). Its weight in the engagement score
+            is ``FusionConfig.neighbour``, chosen on validation.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -45,6 +48,7 @@ class ModelConfig(BaseModel):
     whole_history: bool = True
     set_dropout: float = 0.0
     seen_bias: bool = True
+    neighbours: int = 100
 
 
 class TrainConfig(BaseModel):
@@ -121,9 +125,13 @@ class FusionConfig(BaseModel):
     """How the task heads combine into one ranking score, chosen on validation after training.
 
     ``score = engagement logit + like * logit(p_like) + rating * (predicted rating - 3)``
-    (the agent's ``fused_model_score``; the constant 3 shifts every item alike).
+    (the agent's ``fused_model_score``; the constant 3 shifts every item alike), where the
+    engagement logit is the network's plus ``neighbour`` times the item-neighbour score,
+    standardised per user to the spread of that user's network logits.
 
     Attributes:
+        neighbour: Weight of the item-neighbour memory in the engagement logit (0 = the
+            network alone), chosen on validation NDCG@10 against all targets.
         like: Weight of the like head's logit.
         rating: Weight of the predicted rating.
         utility: What the weights were chosen to maximise.
@@ -133,6 +141,7 @@ class FusionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    neighbour: float = 0.0
     like: float = 0.0
     rating: float = 0.0
     utility: str = ""

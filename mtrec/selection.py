@@ -1,23 +1,31 @@
-"""Choosing how the task heads combine, on validation rows only (issue 13, item 6).
+"""Choosing how the model's parts combine, on validation rows only (issue 13, items 5 and 6).
 
-The engagement head ranks what a user will interact with; the like and rating heads say
-whether they will like it. A recommender that should surface interactions the user will like
-ranks by a fused score (``MultiTaskModel.fused_logits``)::
+The engagement score is the network's logit plus an item-neighbour channel (the
+co-occurrence memory of ``mtrec.model.neighbours``); the like and rating heads say whether
+the user will like an item. A recommender that should surface interactions the user will
+like ranks by a fused score (``MultiTaskModel.fused_logits``)::
 
-    engagement logit + w_like * like logit + w_rating * (predicted rating - 3)
+    network logit + w_neighbour * neighbour logit + w_like * like logit
+        + w_rating * (predicted rating - 3)
 
-``select_fusion`` picks ``(w_like, w_rating)`` from a grid by NDCG@10 against the *liked*
-validation items (rated at or above the like threshold): the utility is the chance that a
-recommended item is one the user interacts with *and* likes. A weight pair is eligible only
-if it keeps NDCG@10 against *all* validation items within noise of the engagement head alone
-(paired bootstrap over users: the 95 % interval of fused - engagement must not lie wholly
-below zero), so the fusion cannot trade the main ranking away. Only the training rows
-(history) and the validation rows (targets) are read.
+``select_fusion`` chooses in two steps, each from a grid, ties keeping the smaller weight:
+
+1. ``w_neighbour`` by NDCG@10 against *all* validation items: it is part of the main ranking
+   (0 = the network alone).
+2. ``(w_like, w_rating)`` by NDCG@10 against the *liked* validation items (rated at or above
+   the like threshold): the utility is the chance that a recommended item is one the user
+   interacts with *and* likes. A pair is eligible only if it keeps NDCG@10 against all
+   validation items within noise of the engagement score of step 1 (paired bootstrap over
+   users: the 95 % interval of fused - engagement must not lie wholly below zero), so the
+   fusion cannot trade the main ranking away.
+
+Only the training rows (history) and the validation rows (targets) are read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -30,9 +38,19 @@ from mtrec.evaluation.stats import paired_bootstrap
 from mtrec.model.base import BaseModel
 from mtrec.model.multitask import MultiTaskModel
 
+NEIGHBOUR_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 LIKE_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 RATING_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+NEIGHBOUR_UTILITY = "NDCG@10 against all validation items, masked"
 UTILITY = "NDCG@10 against liked validation items (rating >= like threshold), masked"
+
+
+class Weights(NamedTuple):
+    """Weights of the score's parts beside the network logit (all 0: the network alone)."""
+
+    neighbour: float = 0.0
+    like: float = 0.0
+    rating: float = 0.0
 
 
 def liked_rows(ds: Dataset, rows: np.ndarray, threshold: float) -> np.ndarray:
@@ -54,50 +72,69 @@ def liked_split(ds: Dataset, split: Split, threshold: float, phase: str = "valid
 
 
 class FusedScores(BaseModel):
-    """Scores ``engagement + w_like * like_logit + w_rating * (rating - 3)`` from the three
-    head matrices of a fixed set of users (computed once, re-weighted per grid point)."""
+    """Scores ``network + neighbour * n + like * like_logit + rating * (rating - 3)`` from
+    the head matrices of a fixed set of users (computed once, re-weighted per grid point).
+
+    ``network`` carries the seen-item bias, so every weighting reproduces
+    ``MultiTaskModel.engagement_logits`` / ``fused_logits`` exactly."""
 
     name = "MTRec fused"
 
     def __init__(
         self,
         users: np.ndarray,
-        engagement: np.ndarray,
+        network: np.ndarray,
+        neighbour: np.ndarray,
         like: np.ndarray,
         rating: np.ndarray,
     ) -> None:
         self.row = {int(u): r for r, u in enumerate(users)}
-        self.engagement, self.like, self.rating = engagement, like, rating
-        self.n_items = engagement.shape[1]
-        self.weights = (0.0, 0.0)
+        self.network, self.neighbour = network, neighbour
+        self.like, self.rating = like, rating
+        self.n_items = network.shape[1]
+        self.weights = Weights()
 
     def fit(self, ds: Dataset, rows: np.ndarray, **kwargs: object) -> FusedScores:
         return self
 
     def score(self, users: np.ndarray, histories: Sequence[History]) -> np.ndarray:
         r = np.array([self.row[int(u)] for u in users], np.int64)
-        w_like, w_rating = self.weights
-        out = self.engagement[r].astype(np.float64)
-        if w_like:
-            out += w_like * self.like[r]
-        if w_rating:
-            out += w_rating * (self.rating[r] - 3.0)
+        w = self.weights
+        out = self.network[r].astype(np.float64)
+        if w.neighbour:
+            out += w.neighbour * self.neighbour[r]
+        if w.like:
+            out += w.like * self.like[r]
+        if w.rating:
+            out += w.rating * (self.rating[r] - 3.0)
         return out
 
 
 @torch.inference_mode()
 def head_matrices(
     model: MultiTaskModel, histories: Sequence[History], batch_size: int = 128
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(U, n_items) engagement logits, like logits and predicted ratings for these users."""
-    eng, like, rating = [], [], []
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Four (U, n_items) matrices for these users: the network's engagement logits (with the
+    seen-item bias), the neighbour logits, the like logits and the predicted ratings."""
+    parts: tuple[list[np.ndarray], ...] = ([], [], [], [])
     for start in range(0, len(histories), batch_size):
         state = model.user_state(histories[start : start + batch_size])
-        eng.append(model.engagement_logits(state).float().cpu().numpy())
-        lk, rt = model.head_scores(state)
-        like.append(lk.float().cpu().numpy())
-        rating.append(rt.float().cpu().numpy())
-    return np.concatenate(eng), np.concatenate(like), np.concatenate(rating)
+        network = model.network_logits(state)
+        seen = model.net.seen_logit_bias(state.seen, model.n_items)
+        like, rating = model.head_scores(state)
+        for out, m in zip(
+            parts,
+            (
+                network if seen is None else network + seen,
+                model.neighbour_logits(state, network),
+                like,
+                rating,
+            ),
+            strict=True,
+        ):
+            out.append(m.float().cpu().numpy())
+    network, neighbour, like, rating = (np.concatenate(p) for p in parts)
+    return network, neighbour, like, rating
 
 
 def fused_model(model: MultiTaskModel, ds: Dataset, split: Split, phase: str) -> FusedScores:
@@ -107,6 +144,11 @@ def fused_model(model: MultiTaskModel, ds: Dataset, split: Split, phase: str) ->
     return FusedScores(users, *head_matrices(model, [hist[u] for u in users]))
 
 
+def _has_memory(model: MultiTaskModel) -> bool:
+    memory = model.net.neighbours
+    return memory is not None and memory.fitted
+
+
 def select_fusion(
     model: MultiTaskModel,
     ds: Dataset,
@@ -114,31 +156,44 @@ def select_fusion(
     like_grid: Sequence[float] = LIKE_GRID,
     rating_grid: Sequence[float] = RATING_GRID,
     seed: int = 2020,
-) -> dict[str, float | str]:
-    """Choose the fusion weights on the validation phase and return them with the evidence.
+    neighbour_grid: Sequence[float] = NEIGHBOUR_GRID,
+) -> dict[str, object]:
+    """Choose the neighbour weight, then the head fusion weights, on the validation phase.
 
-    Ties in the utility keep the earlier grid point (smaller weights first), never anything
-    about items.
+    Ties in a utility keep the earlier grid point (smaller weights first), never anything
+    about items. A model without a fitted neighbour memory keeps neighbour weight 0.
 
     Returns:
-        ``{"like", "rating", "utility", "selected_on", "valid": {...}}`` (``valid`` holds the
-        validation NDCG@10 on liked and all targets for engagement alone and for the choice).
+        ``{"neighbour", "like", "rating", "utility", "selected_on", "valid": {...}}``
+        (``valid`` holds the validation NDCG@10 of the network alone, of the engagement score
+        chosen in step 1, and of the fused choice, on liked and all targets).
     """
     threshold = model.config.train.like_threshold
     liked = liked_split(ds, split, threshold, "valid")
     fused = fused_model(model, ds, split, "valid")
     users = np.array(sorted(fused.row), np.int64)
 
-    def run(weights: tuple[float, float], targets: Split) -> np.ndarray:
+    def run(weights: Weights, targets: Split) -> np.ndarray:
         fused.weights = weights
         ev = evaluate_ranking_per_user(
             fused, ds, targets, "valid", ks=(10,), users=users, beyond_accuracy=False, seed=seed
         )
         return ev.per_user["ndcg@10"]
 
-    base_all = run((0.0, 0.0), split)
-    base_liked = run((0.0, 0.0), liked) if len(liked.valid) else np.zeros(0)
-    best = (0.0, 0.0)
+    network_all = run(Weights(), split)
+    neighbour, base_all = 0.0, network_all
+    tried_neighbour = 0
+    if _has_memory(model):
+        for w in neighbour_grid:
+            if w == 0.0:
+                continue
+            tried_neighbour += 1
+            on_all = run(Weights(neighbour=w), split)
+            if on_all.mean() > base_all.mean():
+                neighbour, base_all = w, on_all
+    base = Weights(neighbour=neighbour)
+    base_liked = run(base, liked) if len(liked.valid) else np.zeros(0)
+    best = base
     best_liked, best_all = float(base_liked.mean()) if len(base_liked) else 0.0, base_all
     tried = 0
     if len(liked.valid):
@@ -147,20 +202,26 @@ def select_fusion(
                 if (w_like, w_rating) == (0.0, 0.0):
                     continue
                 tried += 1
-                value = float(run((w_like, w_rating), liked).mean())
+                candidate = Weights(neighbour, w_like, w_rating)
+                value = float(run(candidate, liked).mean())
                 if value <= best_liked:
                     continue
-                on_all = run((w_like, w_rating), split)
+                on_all = run(candidate, split)
                 interval = paired_bootstrap(on_all, base_all, n_boot=2000, seed=seed)
                 if interval.high < 0:
                     continue  # a loss on all targets beyond noise: not eligible
-                best, best_liked, best_all = (w_like, w_rating), value, on_all
+                best, best_liked, best_all = candidate, value, on_all
     return {
-        "like": best[0],
-        "rating": best[1],
-        "utility": UTILITY,
-        "selected_on": f"valid ({len(users)} users, {tried} weight pairs)",
+        "neighbour": best.neighbour,
+        "like": best.like,
+        "rating": best.rating,
+        "utility": f"neighbour: {NEIGHBOUR_UTILITY}; like, rating: {UTILITY}",
+        "selected_on": (
+            f"valid ({len(users)} users, {tried_neighbour} neighbour weights, "
+            f"{tried} like/rating pairs)"
+        ),
         "valid": {
+            "all_ndcg@10_network": float(network_all.mean()),
             "liked_ndcg@10_engagement": float(base_liked.mean()) if len(base_liked) else 0.0,
             "liked_ndcg@10_fused": best_liked,
             "all_ndcg@10_engagement": float(base_all.mean()),
@@ -172,41 +233,53 @@ def select_fusion(
 def fusion_comparison(
     model: MultiTaskModel, ds: Dataset, split: Split, phase: str = "test", seed: int = 2020
 ) -> dict[str, dict[str, object]]:
-    """The engagement head alone against the fused score (``model.config.fusion``'s weights)
-    on ``phase``, masked, on liked targets and on all targets: where the multi-task model
-    shows whether its like and rating heads earn their place (issue 13, item 6).
+    """Three rankings on ``phase``, masked, on liked and on all targets: the network alone,
+    the engagement score (network + ``config.fusion.neighbour`` x neighbour channel) and the
+    fused score (``config.fusion``'s weights). Where the neighbour channel and the like and
+    rating heads show whether they earn their place (issue 13, items 5 and 6).
 
     Run it once, after the weights were chosen on validation; on ``test`` it is a report and
     must not feed back into any choice.
 
     Returns:
         ``{"liked": ..., "all": ...}``, each ``{"users": (U,) tokens, "per_user":
-        {"engagement": {"ndcg@10": (U,), "recall@10": (U,)}, "fused": {...}}, "summary":
-        {side means, the weights, the paired bootstrap interval of fused - engagement}}``.
+        {"network": {"ndcg@10": (U,), "recall@10": (U,)}, "engagement": {...}, "fused":
+        {...}}, "summary": {side means, the weights, the paired bootstrap intervals of fused -
+        engagement and engagement - network}}``.
     """
     fused = fused_model(model, ds, split, phase)
     users = np.array(sorted(fused.row), np.int64)
-    weights = (model.config.fusion.like, model.config.fusion.rating)
+    f = model.config.fusion
+    sides = {
+        "network": Weights(),
+        "engagement": Weights(neighbour=f.neighbour),
+        "fused": Weights(f.neighbour, f.like, f.rating),
+    }
     liked = liked_split(ds, split, model.config.train.like_threshold, phase)
     out: dict[str, dict[str, object]] = {}
     for name, targets in (("liked", liked), ("all", split)):
         per_user: dict[str, dict[str, np.ndarray]] = {}
         tokens = np.empty(0, np.int64)
-        for side, w in (("engagement", (0.0, 0.0)), ("fused", weights)):
+        for side, w in sides.items():
             fused.weights = w
             ev = evaluate_ranking_per_user(
                 fused, ds, targets, phase, ks=(10,), users=users, beyond_accuracy=False, seed=seed
             )
             per_user[side] = {m: ev.per_user[m] for m in ("ndcg@10", "recall@10")}
-            tokens = ev.users  # both sides score the same users: the targets are the same
-        a, b = per_user["fused"]["ndcg@10"], per_user["engagement"]["ndcg@10"]
+            tokens = ev.users  # every side scores the same users: the targets are the same
+        ndcg = {side: v["ndcg@10"] for side, v in per_user.items()}
         summary: dict[str, object] = {
             f"{side}_{m}": float(v[m].mean()) for side, v in per_user.items() for m in v
         }
         summary.update(
-            users=len(a),
-            weights={"like": weights[0], "rating": weights[1]},
-            paired_ndcg10_fused_minus_engagement=paired_bootstrap(a, b, seed=seed).to_dict(),
+            users=len(ndcg["fused"]),
+            weights={"neighbour": f.neighbour, "like": f.like, "rating": f.rating},
+            paired_ndcg10_fused_minus_engagement=paired_bootstrap(
+                ndcg["fused"], ndcg["engagement"], seed=seed
+            ).to_dict(),
+            paired_ndcg10_engagement_minus_network=paired_bootstrap(
+                ndcg["engagement"], ndcg["network"], seed=seed
+            ).to_dict(),
         )
         out[name] = {"users": tokens, "per_user": per_user, "summary": summary}
     return out
@@ -214,8 +287,10 @@ def fusion_comparison(
 
 __all__ = [
     "FusedScores",
+    "Weights",
     "fused_model",
     "fusion_comparison",
+    "head_matrices",
     "liked_rows",
     "liked_split",
     "select_fusion",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agent.pipeline.fusion import reciprocal_rank_fusion
+from mtrec.config import FusionConfig
 from mtrec.model.multitask import TaskScores
 
 
@@ -21,6 +22,15 @@ class FusionWeights:
 
     like: float = 0.0
     rating: float = 0.0
+
+    @classmethod
+    def of(
+        cls, chosen: FusionConfig, like: float | None = None, rating: float | None = None
+    ) -> FusionWeights:
+        """The weights a model chose on validation (``chosen``), each overridden when given."""
+        return cls(
+            chosen.like if like is None else like, chosen.rating if rating is None else rating
+        )
 
 
 def fused_model_score(ts: TaskScores, w: FusionWeights) -> np.ndarray:

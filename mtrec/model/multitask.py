@@ -25,7 +25,7 @@ class TaskScores:
     Attributes:
         items: dense item ids, as given.
         engagement: probability of the item under the softmax over the whole catalog.
-        engagement_logit: the raw score ``u . v + b_item``.
+        engagement_logit: the raw score (``MultiTaskModel.engagement_logits``).
         like: probability that the user likes the item.
         rating: expected rating.
     """
@@ -188,10 +188,32 @@ class MultiTaskModel(BaseModel):
         self._vectors = None
 
     @torch.inference_mode()
-    def engagement_logits(self, state: UserState) -> torch.Tensor:
-        """(B, n_items) engagement logits ``u . v_item + b_item`` of users' states, plus the
+    def network_logits(self, state: UserState) -> torch.Tensor:
+        """(B, n_items) the network's engagement logits ``u . v_item + b_item``."""
+        return state.interest @ self.item_vectors_tensor().T + self.net.items.all_biases()
+
+    @torch.inference_mode()
+    def neighbour_logits(self, state: UserState, network: torch.Tensor) -> torch.Tensor:
+        """(B, n_items) the item-neighbour score in logit units: standardised per user over
+        the catalog, times the spread (sd) of that user's ``network`` logits, so that its
+        weight means the same for every user whatever the length of the history. Zero
+        without a fitted memory or histories."""
+        memory = self.net.neighbours
+        if memory is None or state.seen is None or not memory.fitted:
+            return torch.zeros_like(network)
+        n = memory.scores(state.seen)
+        z = (n - n.mean(1, keepdim=True)) / (n.std(1, keepdim=True) + 1e-9)
+        return z * network.std(1, keepdim=True)
+
+    @torch.inference_mode()
+    def engagement_logits(self, state: UserState, neighbour: float | None = None) -> torch.Tensor:
+        """(B, n_items) engagement logits of users' states: the network's, plus ``neighbour``
+        times ``neighbour_logits`` (``config.fusion.neighbour`` unless given), plus the
         learned seen-item bias on the items of each user's history."""
-        logits = state.interest @ self.item_vectors_tensor().T + self.net.items.all_biases()
+        weight = self.config.fusion.neighbour if neighbour is None else neighbour
+        logits = self.network_logits(state)
+        if weight:
+            logits = logits + weight * self.neighbour_logits(state, logits)
         seen = self.net.seen_logit_bias(state.seen, self.n_items)
         return logits if seen is None else logits + seen
 

@@ -12,6 +12,7 @@ from mtrec.data.schema import NUM_EVENT_TYPES
 from mtrec.model.batching import Bag
 from mtrec.model.item_tower import ItemTower
 from mtrec.model.mixture import TaskMixture
+from mtrec.model.neighbours import ItemNeighbours
 from mtrec.model.user_encoder import RATING_BUCKETS, UserEncoder
 
 TASKS = ("engagement", "like", "rating", "category")
@@ -97,6 +98,8 @@ class MultiTaskNet(nn.Module):
         # catalog people do not revisit (ml-100k) it becomes strongly negative, on one they do
         # it can be positive. It changes nothing where evaluation masks the history.
         self.seen_bias = nn.Parameter(torch.zeros(())) if cfg.seen_bias else None
+        # Not trained: filled from the training rows after training (``train_multitask``).
+        self.neighbours = ItemNeighbours(n_items, cfg.neighbours) if cfg.neighbours else None
 
     def encode(
         self,

@@ -201,6 +201,14 @@ def test_planted_test_only_item_reaches_no_training_statistic():
     state_a, state_b = models[0].net.state_dict(), models[1].net.state_dict()
     for name, tensor in state_a.items():
         assert torch.equal(tensor, state_b[name]), name
+    # That includes the item-neighbour memory, filled after training: it ran, and it holds
+    # nothing of the planted items; the weights chosen on validation are the same.
+    memory = models[0].net.neighbours
+    assert memory is not None and memory.fitted
+    planted = torch.arange(a.n_items - 2, a.n_items)
+    assert (memory.weight[planted] == 0).all()
+    assert (memory.weight[torch.isin(memory.index, planted)] == 0).all()
+    assert models[0].config.fusion == models[1].config.fusion
 
     # The baselines' statistics (popularity, co-occurrence, factors) come from training rows.
     hist = user_histories(a, sa.train)

@@ -77,6 +77,10 @@ def test_checkpoint_round_trip_gives_identical_scores(trained, synthetic, tmp_pa
     hist = user_histories(synthetic, split.train)[:8]
     np.testing.assert_array_equal(model.score(np.arange(8), hist), loaded.score(np.arange(8), hist))
     assert loaded.metrics["note"] == "test"
+    # The item-neighbour memory and its validation-chosen weight travel with the weights.
+    assert loaded.net.neighbours is not None and loaded.net.neighbours.fitted
+    assert torch.equal(loaded.net.neighbours.index, model.net.neighbours.index)
+    assert loaded.config.fusion == model.config.fusion
 
 
 def test_interrupted_save_leaves_last_good_checkpoint(trained, tmp_path):

@@ -1,0 +1,53 @@
+"""The item-neighbour memory: ItemKNN's scores, from the rows it is given, kept by checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mtrec.data.history import user_histories
+from mtrec.model.baselines import ItemKNNModel
+from mtrec.model.neighbours import ItemNeighbours
+
+
+def _seen(histories, n_items: int) -> torch.Tensor:
+    seen = np.full((len(histories), max(len(h) for h in histories)), n_items, np.int64)
+    for r, h in enumerate(histories):
+        seen[r, : len(h)] = h.items
+    return torch.as_tensor(seen)
+
+
+def _fitted(ds, rows: np.ndarray, k: int) -> ItemNeighbours:
+    memory = ItemNeighbours(ds.n_items, k)
+    memory.fit(ds.user_idx[rows], ds.item_idx[rows], ds.n_users, chunk=64)
+    return memory
+
+
+def test_scores_equal_itemknn_without_a_neighbour_cut(synthetic):
+    rows = np.arange(len(synthetic.item_idx))[::2]
+    memory = _fitted(synthetic, rows, synthetic.n_items)
+    knn = ItemKNNModel(k=synthetic.n_items).fit(synthetic, rows)
+    hist = user_histories(synthetic, rows)
+    users = np.arange(40)
+    histories = [hist[u] for u in users]
+    got = memory.scores(_seen(histories, synthetic.n_items)).numpy()
+    np.testing.assert_allclose(got, knn.score(users, histories), rtol=1e-4, atol=1e-4)
+    assert got.max() > 0
+
+
+def test_each_item_keeps_its_k_most_similar_items(synthetic):
+    rows = np.arange(len(synthetic.item_idx))
+    memory = _fitted(synthetic, rows, 5)
+    full = ItemKNNModel(k=synthetic.n_items).fit(synthetic, rows).sim  # sim[h, j]
+    assert memory.index.shape == (synthetic.n_items, 5)
+    for j in (0, 17, 123):
+        kept = np.sort(memory.weight[j].numpy())[::-1]
+        np.testing.assert_allclose(kept, np.sort(full[:, j])[::-1][:5], rtol=1e-5)
+        assert j not in memory.index[j][memory.weight[j] > 0].tolist()
+
+
+def test_an_unfitted_memory_scores_nothing_and_k_is_capped(synthetic):
+    memory = ItemNeighbours(4, 100)
+    assert memory.index.shape == (4, 3)
+    assert not memory.fitted
+    assert memory.scores(torch.tensor([[0, 1, 4]])).abs().sum() == 0
