@@ -244,11 +244,15 @@ def workspace_info(ws: Workspace) -> dict[str, Any]:
         from mtrec.data.download import SOURCES
 
         citation = SOURCES[spec.source].citation if spec.source in SOURCES else None
-    metrics = {}
+    metrics, weights = {}, {}
     latest = ws.model_dir / "LATEST"
     if latest.is_file():
         path = ws.model_dir / latest.read_text().strip() / "metrics.json"
         metrics = json.loads(path.read_text()) if path.is_file() else {}
+        config = path.with_name("config.json")
+        fusion = json.loads(config.read_text()).get("fusion", {}) if config.is_file() else {}
+        # The score's weights, chosen on validation after training (mtrec.selection).
+        weights = {f"{k}_weight": fusion[k] for k in ("neighbour", "like", "rating") if k in fusion}
     return {
         "workspace": str(ws.root),
         "source": asdict(spec),
@@ -266,7 +270,8 @@ def workspace_info(ws: Workspace) -> dict[str, Any]:
         "citation": citation,
         "index": str(ws.settings.chroma_url or ws.chroma_dir),
         "model": {
-            k: metrics[k] for k in ("protocol", "best_epoch", "valid_ndcg@10") if k in metrics
+            **{k: metrics[k] for k in ("protocol", "best_epoch", "valid_ndcg@10") if k in metrics},
+            **weights,
         }
         or None,
     }

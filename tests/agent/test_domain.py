@@ -210,13 +210,31 @@ def test_the_like_head_learns_the_catalog_s_own_like_threshold(
     code, _, err = run_cli(["train", "-w", str(ws), "--protocol", "random", "--epochs", "1"],
                            capsys)  # fmt: skip
     assert code == 0, err
-    assert MultiTaskModel.load(ws / "model").config.train.like_threshold == threshold
+    model = MultiTaskModel.load(ws / "model")
+    assert model.config.train.like_threshold == threshold
+
+    # The score's weights chosen on validation: shown by `mtrec info`, used by the agent
+    # unless a setting overrides them.
+    from agent.pipeline.scoring import FusionWeights
+    from agent.recommender import Recommender
+
+    fusion = model.config.fusion
+    assert fusion.selected_on.startswith("valid")
+    code, out, _ = run_cli(["info", "-w", str(ws), "--json"], capsys)
+    shown = json.loads(out)["model"]
+    assert (shown["neighbour_weight"], shown["like_weight"], shown["rating_weight"]) == (
+        fusion.neighbour,
+        fusion.like,
+        fusion.rating,
+    )
+    rec = Recommender.load(ws, llm="none")
+    assert rec.weights == FusionWeights(fusion.like, fusion.rating)
+    assert Recommender.load(ws, llm="none", fuse_like=0.75).weights.like == 0.75
 
     # No timestamps: the report's history table has no empty date column.
-    from agent.recommender import Recommender
     from agent.report import build_report, render
 
-    report = build_report(Recommender.load(ws, llm="none"), user_id="u3", k=3)
+    report = build_report(rec, user_id="u3", k=3)
     assert report.users[0].timeline, "the history table has rows"
     assert "<th>title</th>" in render(report, "html")
     assert "<th>date</th>" not in render(report, "html")
