@@ -91,9 +91,7 @@ class Recommender:
         self.histories = user_histories(workspace.dataset)
         self.chain = TierChain(settings)
         self.cache = AnswerCache()
-        self.weights = FusionWeights.of(
-            model.config.fusion, settings.fuse_like, settings.fuse_rating
-        )
+        self.weights = FusionWeights.of(model.config.fusion, settings)
         self._index: Any = None
         self._lock = threading.Lock()  # creation of the feedback store (threaded servers)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agent.pipeline.fusion import reciprocal_rank_fusion
+from agent.settings import Settings
 from mtrec.config import FusionConfig
 from mtrec.model.multitask import TaskScores
 
@@ -24,10 +25,10 @@ class FusionWeights:
     rating: float = 0.0
 
     @classmethod
-    def of(
-        cls, chosen: FusionConfig, like: float | None = None, rating: float | None = None
-    ) -> FusionWeights:
-        """The weights a model chose on validation (``chosen``), each overridden when given."""
+    def of(cls, chosen: FusionConfig, settings: Settings) -> FusionWeights:
+        """The weights a model chose on validation (``chosen``), each overridden by the
+        setting (``fuse_like``, ``fuse_rating``) when that is set."""
+        like, rating = settings.fuse_like, settings.fuse_rating
         return cls(
             chosen.like if like is None else like, chosen.rating if rating is None else rating
         )
