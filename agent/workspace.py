@@ -244,15 +244,23 @@ def workspace_info(ws: Workspace) -> dict[str, Any]:
         from mtrec.data.download import SOURCES
 
         citation = SOURCES[spec.source].citation if spec.source in SOURCES else None
+    from mtrec.config import MTRecConfig
+    from mtrec.model.checkpoint import latest_checkpoint
+
     metrics, weights = {}, {}
-    latest = ws.model_dir / "LATEST"
-    if latest.is_file():
-        path = ws.model_dir / latest.read_text().strip() / "metrics.json"
+    checkpoint = latest_checkpoint(ws.model_dir)  # its small JSON files only, not the weights
+    if checkpoint is not None:
+        path = checkpoint / "metrics.json"
         metrics = json.loads(path.read_text()) if path.is_file() else {}
-        config = path.with_name("config.json")
-        fusion = json.loads(config.read_text()).get("fusion", {}) if config.is_file() else {}
-        # The score's weights, chosen on validation after training (mtrec.selection).
-        weights = {f"{k}_weight": fusion[k] for k in ("neighbour", "like", "rating") if k in fusion}
+        config = checkpoint / "config.json"
+        if config.is_file():
+            # The score's weights, chosen on validation after training (mtrec.selection).
+            fusion = MTRecConfig.model_validate_json(config.read_text()).fusion
+            weights = {
+                "neighbour_weight": fusion.neighbour,
+                "like_weight": fusion.like,
+                "rating_weight": fusion.rating,
+            }
     return {
         "workspace": str(ws.root),
         "source": asdict(spec),

@@ -330,6 +330,11 @@ def compare(entry: dict[str, Any], peers: dict[str, dict[str, Any]]) -> dict[str
             row["paired_ndcg10_vs_recency_floor"] = paired_vs(
                 files, floor["per_user_file"], convention
             )
+        knn = entry["baselines"].get("ItemKNN")
+        if knn:  # the neighbour channel is an ItemKNN: does the model add anything over it?
+            row["paired_ndcg10_vs_project_itemknn"] = paired_vs(
+                files, knn["per_user_file"], convention
+            )
         out[convention] = row
     return out
 
@@ -410,6 +415,12 @@ def print_comparisons(protocols: dict[str, Any]) -> None:
                     f"{protocol} {convention}: MTRec - recency floor NDCG@10 = "
                     f"{iv['mean_diff']:+.4f} [95% {iv['low']:+.4f}, {iv['high']:+.4f}] "
                     f"(ratio {row['ratio_to_recency_floor']:.3f}x)"
+                )
+            if "paired_ndcg10_vs_project_itemknn" in row:
+                iv = row["paired_ndcg10_vs_project_itemknn"]["seed_mean"]
+                print(
+                    f"{protocol} {convention}: MTRec - mtrec ItemKNN NDCG@10 = "
+                    f"{iv['mean_diff']:+.4f} [95% {iv['low']:+.4f}, {iv['high']:+.4f}]"
                 )
 
 

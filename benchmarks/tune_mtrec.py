@@ -6,9 +6,15 @@ and unmasked, NDCG@10 against liked validation items, the auxiliary heads on val
 and the wall time. It never evaluates the test phase, so nothing chosen with it has seen test.
 Each run appends one JSON line to ``benchmarks/results/tuning-mtrec.jsonl``.
 
+``--neighbour-ks`` also re-fits the item-neighbour memory of the one trained network with each
+k (it is filled after training, so the network does not change) and records the weights
+``select_fusion`` chooses and their validation figures for each.
+
 Example::
 
     python benchmarks/tune_mtrec.py --protocol loo --set train.lr=0.002 --set model.dim=96
+    python benchmarks/tune_mtrec.py --protocol random --threads 2 \
+        --neighbour-ks 25 50 100 200 400 1681
 """
 
 from __future__ import annotations
@@ -73,6 +79,9 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--no-text", action="store_true", help="item tower without text")
     ap.add_argument("--log", type=Path, default=LOG)
+    ap.add_argument(
+        "--neighbour-ks", type=int, nargs="+", default=[], help="re-fit the memory with each k"
+    )
     args = ap.parse_args()
 
     import torch
@@ -125,6 +134,13 @@ def main() -> None:
     ]
     valid.update({f"tasks/{k}": v for k, v in evaluate_tasks(model, ds, split, "valid").items()})
     fusion = select_fusion(model, ds, split)
+    by_k = {}
+    for k in args.neighbour_ks:
+        from mtrec.model.neighbours import ItemNeighbours
+
+        model.net.neighbours = ItemNeighbours(ds.n_items, k)
+        model.net.neighbours.fit(ds.user_idx[split.train], ds.item_idx[split.train], ds.n_users)
+        by_k[str(k)] = select_fusion(model, ds, split)
     record = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "protocol": args.protocol,
@@ -140,6 +156,7 @@ def main() -> None:
         "curve": curve,
         "valid": {k: round(float(v), 5) for k, v in valid.items()},
         "fusion": fusion,
+        "fusion_by_neighbour_k": by_k,
         "loadavg": [round(x, 2) for x in load0],
     }
     args.log.parent.mkdir(parents=True, exist_ok=True)

@@ -12,12 +12,12 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from mtrec.config import MTRecConfig
+
+if TYPE_CHECKING:  # torch loads only to save or load weights: `mtrec info` reads the JSON parts
+    import torch
 
 POINTER = "LATEST"
 KEEP = 2
@@ -70,6 +70,8 @@ def save_checkpoint(
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir()
+    from safetensors.torch import save_file
+
     save_file(
         {k: v.detach().cpu().contiguous() for k, v in state.items()},
         str(partial / "model.safetensors"),
@@ -110,6 +112,8 @@ def load_checkpoint(root: str | Path) -> Checkpoint:
     path = root if (root / "model.safetensors").is_file() else latest_checkpoint(root)
     if path is None:
         raise CheckpointError(f"no trained model in {root}; run `mtrec train` first")
+    from safetensors.torch import load_file
+
     try:
         cfg = MTRecConfig.model_validate_json((path / "config.json").read_text())
         maps = json.loads((path / "idmaps.json").read_text())

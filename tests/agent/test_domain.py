@@ -220,6 +220,10 @@ def test_the_like_head_learns_the_catalog_s_own_like_threshold(
 
     fusion = model.config.fusion
     assert fusion.selected_on.startswith("valid")
+    # A tiny run may well choose 0 for both heads, which is also what a recommender ignoring
+    # the choice would use: plant non-zero weights so that this check can fail.
+    fusion.like, fusion.rating, fusion.neighbour = 0.5, 0.25, 1.0
+    model.save(ws / "model")
     code, out, _ = run_cli(["info", "-w", str(ws), "--json"], capsys)
     shown = json.loads(out)["model"]
     assert (shown["neighbour_weight"], shown["like_weight"], shown["rating_weight"]) == (
@@ -228,7 +232,8 @@ def test_the_like_head_learns_the_catalog_s_own_like_threshold(
         fusion.rating,
     )
     rec = Recommender.load(ws, llm="none")
-    assert rec.weights == FusionWeights(fusion.like, fusion.rating)
+    assert rec.weights == FusionWeights(0.5, 0.25)
+    assert rec.model.config.fusion.neighbour == 1.0
     assert Recommender.load(ws, llm="none", fuse_like=0.75).weights.like == 0.75
 
     # No timestamps: the report's history table has no empty date column.
