@@ -449,8 +449,8 @@ def train(
     threads: Annotated[
         int | None,
         typer.Option(
-            help="Torch CPU threads (0 = torch's default, one per core; 1 when another job "
-            "shares the cores)."
+            help="Torch CPU threads (0 = the cores other processes leave free, re-measured "
+            "every 2 s)."
         ),
     ] = None,
     json_out: Json = False,

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 from rich.progress import Progress
 
 from agent.console import err, progress
@@ -84,7 +83,9 @@ def run_training(
             "epochs_run": len(result.epochs),
             "resumed_from_epoch": result.resumed_from,
             "train_seconds": round(seconds, 1),
-            "threads": cfg.train.threads or torch.get_num_threads(),
+            "epoch_seconds": [round(e.seconds, 1) for e in result.epochs],
+            "threads": cfg.train.threads or "auto",
+            "thread_changes": [list(change) for change in result.threads],
             "feedback_rows": feedback_rows,
             "checkpoint": str(ws.model_dir),
         }

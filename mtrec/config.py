@@ -87,7 +87,8 @@ class TrainConfig(BaseModel):
         sampled_negatives: Uniform negatives for the sampled softmax.
         seed: Seed for initialisation, batching and dropout.
         device: ``cpu``, ``cuda`` or ``auto``.
-        threads: Torch CPU threads (0 = torch's default).
+        threads: Torch CPU threads; 0 = follow the cores other processes leave free,
+            re-measured every 2 s (``mtrec.threads.AdaptiveThreads``).
         select_fusion: After training, choose the fusion weights (``MTRecConfig.fusion``) on
             the validation rows (needs a split).
     """

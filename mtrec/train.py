@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="Sequences per batch and process.")
     p.add_argument("--seed", type=int, help="Random seed (the same on every rank).")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto.")
-    p.add_argument("--threads", type=int, help="Torch CPU threads per process (0 = default).")
+    p.add_argument("--threads", type=int, help="Torch threads per process (0 = the free cores).")
     p.add_argument("--valid-users", type=int, help="Validate on at most this many users.")
     p.add_argument("--no-resume", action="store_true", help="Start over even if resumable.")
     p.add_argument("--json", action="store_true", help="Print the summary as JSON (rank 0).")

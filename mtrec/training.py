@@ -30,6 +30,7 @@ from mtrec.evaluation.protocols import Split
 from mtrec.model.batching import SetSamples, TrainingWindows, make_set_samples, make_windows
 from mtrec.model.multitask import MultiTaskModel
 from mtrec.model.network import TASKS, rating_bucket
+from mtrec.threads import AdaptiveThreads
 
 RESUME_FILE = "resume.pt"
 
@@ -54,6 +55,8 @@ class TrainResult:
     seconds: float = 0.0
     resumed_from: int = 0
     fusion_seconds: float = 0.0
+    # (seconds since the start, threads) at the start and at each change of the thread count.
+    threads: list[tuple[float, int]] = field(default_factory=list)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -270,12 +273,26 @@ def train_multitask(
     """
     cfg = model.config.train
     before = torch.get_num_threads()
+    adaptive = None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    else:
+        adaptive = AdaptiveThreads()
     try:
-        return _train(
-            model, ds, train_rows, split, checkpoint_dir, resume, on_epoch, on_step, valid_users
+        result = _train(
+            model,
+            ds,
+            train_rows,
+            split,
+            checkpoint_dir,
+            resume,
+            on_epoch,
+            on_step,
+            valid_users,
+            adaptive,
         )
+        result.threads = adaptive.changes if adaptive else [(0.0, cfg.threads)]
+        return result
     finally:
         torch.set_num_threads(before)
 
@@ -290,6 +307,7 @@ def _train(
     on_epoch: Callable[[EpochLog], None] | None,
     on_step: Callable[[int, int, dict[str, float]], None] | None,
     valid_users: np.ndarray | None,
+    adaptive: AdaptiveThreads | None,
 ) -> TrainResult:
     cfg = model.config.train
     distributed, rank, world = distributed_context()
@@ -408,6 +426,8 @@ def _train(
             total.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             opt.step()
+            if adaptive is not None:
+                adaptive.update()
             if on_step and main:
                 on_step(step, steps, {t: sums[t] / max(counts[t], 1) for t in losses})
         if distributed:

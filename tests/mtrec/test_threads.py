@@ -1,0 +1,147 @@
+"""AdaptiveThreads: torch threads follow the cores that other processes leave free."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from mtrec.threads import PROC_STAT, AdaptiveThreads, machine_busy_seconds, usable_cores
+
+
+class FakeMachine:
+    """A clock, the machine's busy CPU seconds and this process's own, advanced by hand."""
+
+    def __init__(self) -> None:
+        self.now, self.busy, self.own = 0.0, 0.0, 0.0
+        self.applied: list[int] = []
+
+    def advance(self, seconds: float, own_cores: float, other_cores: float) -> None:
+        self.now += seconds
+        self.own += seconds * own_cores
+        self.busy += seconds * (own_cores + other_cores)
+
+    def policy(self, cores: int = 2) -> AdaptiveThreads:
+        return AdaptiveThreads(
+            cores=cores,
+            interval=2.0,
+            busy_seconds=lambda: self.busy,
+            own_seconds=lambda: self.own,
+            clock=lambda: self.now,
+            set_threads=self.applied.append,
+        )
+
+
+def test_starts_with_every_core_and_keeps_them_on_a_quiet_machine():
+    m = FakeMachine()
+    p = m.policy(cores=2)
+    assert m.applied == [2]
+    for _ in range(5):
+        m.advance(2.5, own_cores=2.0, other_cores=0.1)
+        assert p.update() == 2
+    assert m.applied == [2]
+
+
+def test_gives_a_core_to_a_neighbour_and_takes_it_back():
+    m = FakeMachine()
+    p = m.policy(cores=2)
+    m.advance(2.5, own_cores=1.3, other_cores=0.7)  # a neighbour took 0.7 cores
+    assert p.update() == 1
+    m.advance(2.5, own_cores=1.0, other_cores=1.0)
+    assert p.update() == 1
+    m.advance(2.5, own_cores=1.0, other_cores=0.0)  # it ended
+    assert p.update() == 2
+    assert m.applied == [2, 1, 2]
+    assert [t for _, t in p.changes] == [2, 1, 2]
+
+
+def test_never_below_one_thread_nor_above_the_cores():
+    m = FakeMachine()
+    p = m.policy(cores=4)
+    m.advance(3.0, own_cores=0.5, other_cores=6.0)
+    assert p.update() == 1
+    m.advance(3.0, own_cores=1.0, other_cores=1.6)  # 2.4 free -> 2
+    assert p.update() == 2
+    m.advance(3.0, own_cores=2.0, other_cores=0.0)
+    assert p.update() == 4
+
+
+def test_measures_only_once_per_interval():
+    m = FakeMachine()
+    p = m.policy(cores=2)
+    m.advance(1.0, own_cores=0.0, other_cores=2.0)
+    assert p.update() == 2  # under 2 s since the last measurement: no change yet
+    m.advance(1.5, own_cores=0.0, other_cores=2.0)
+    assert p.update() == 1
+
+
+def test_does_nothing_where_the_machine_cannot_be_read():
+    applied: list[int] = []
+    p = AdaptiveThreads(
+        cores=2, busy_seconds=lambda: None, clock=lambda: 100.0, set_threads=applied.append
+    )
+    assert not p.enabled
+    assert p.update() == 2
+    assert applied == []
+
+
+def test_proc_stat_parsing(tmp_path):
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  100 0 50 1000 30 5 5 10 0 0\ncpu0 1 2 3 4\n")
+    hz = os.sysconf("SC_CLK_TCK")
+    assert machine_busy_seconds(stat) == pytest.approx((100 + 50 + 5 + 5 + 10) / hz)
+    stat.write_text("garbage\n")
+    assert machine_busy_seconds(stat) is None
+    assert machine_busy_seconds(tmp_path / "missing") is None
+
+
+def test_omp_num_threads_caps_the_cores(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert usable_cores() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert usable_cores() >= 1
+
+
+@pytest.mark.skipif(not PROC_STAT.is_file(), reason="needs Linux /proc/stat")
+def test_a_real_busy_neighbour_takes_a_core(monkeypatch):
+    """A real CPU-burning child process on a policy of 2 cores: the policy gives it one."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    applied: list[int] = []
+    p = AdaptiveThreads(cores=2, interval=1.0, set_threads=applied.append)
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        p.others_busy()  # start the window with the burner already running
+        time.sleep(1.5)
+        assert p.update() == 1, "a neighbour burning a whole core left 1 of 2 cores"
+    finally:
+        burner.kill()
+        burner.wait()
+    assert applied == [2, 1]
+
+
+def test_training_adapts_and_restores_torch_threads(synthetic):
+    """threads=0 trains under the policy (its start is logged); a fixed count is used as is."""
+    from mtrec.config import MTRecConfig
+    from mtrec.model.multitask import MultiTaskModel
+    from mtrec.training import train_multitask
+
+    cfg = MTRecConfig.for_protocol("random")
+    cfg.model.dim, cfg.model.layers, cfg.train.epochs = 16, 1, 1
+    rows = np.arange(2000)
+    before = torch.get_num_threads()
+    cfg.train.threads = 0
+    result = train_multitask(MultiTaskModel.create(synthetic, cfg, None), synthetic, rows)
+    assert result.threads[0] == (0.0, usable_cores())
+    assert torch.get_num_threads() == before
+
+    cfg.train.threads = 1
+    result = train_multitask(MultiTaskModel.create(synthetic, cfg, None), synthetic, rows)
+    assert result.threads == [(0.0, 1)]
+    assert torch.get_num_threads() == before
