@@ -416,7 +416,9 @@ def _refuse_single_process_flags(nproc: int, with_feedback: bool, threads: int |
     if with_feedback:
         raise UsageError("--with-feedback is not supported with --nproc/--nnodes > 1")
     if threads is not None:
-        raise UsageError("--threads applies to one process; torchrun sets it per worker")
+        raise UsageError(
+            "--threads applies to one process; set OMP_NUM_THREADS to cap each worker's threads"
+        )
 
 
 @app.command()

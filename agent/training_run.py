@@ -84,7 +84,9 @@ def run_training(
             "resumed_from_epoch": result.resumed_from,
             "train_seconds": round(seconds, 1),
             "epoch_seconds": [round(e.seconds, 1) for e in result.epochs],
-            "threads": cfg.train.threads or "auto",
+            # The count in force at the end; "auto" follows the free cores (mtrec.threads).
+            "threads": result.threads[-1][1] if result.threads else cfg.train.threads,
+            "thread_mode": "fixed" if cfg.train.threads else "auto",
             "thread_changes": [list(change) for change in result.threads],
             "feedback_rows": feedback_rows,
             "checkpoint": str(ws.model_dir),

@@ -458,7 +458,7 @@ def main() -> None:
         "--threads",
         type=int,
         default=0,
-        help="torch threads for MTRec training (0 = the config's default); 1 on a shared box",
+        help="torch threads for MTRec training (0 = follow the free cores, the default)",
     )
     ap.add_argument(
         "--epochs", type=int, default=None, help="cap MTRec's epochs (smoke runs; recorded)"

@@ -382,7 +382,8 @@ def main() -> None:
         "--threads",
         type=int,
         default=1,
-        help="Torch threads in the children (0 = torch's default). 1 by default: on 2 shared "
+        help="Torch threads in the children (0 = torch's default for batch scoring, the free "
+        "cores for training). 1 by default: on 2 shared "
         "cores, 2 OpenMP threads per process ran training 8x slower at load 7.",
     )
     p.add_argument("--chunk-size", type=int, default=1000)

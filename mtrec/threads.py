@@ -2,17 +2,19 @@
 
 Torch starts one intra-op thread per core, and every parallel operator ends at a barrier
 where all of them meet. When another CPU-bound process holds one of the cores, one of those
-threads is often descheduled and the others wait for it at every operator: on 2 cores an
-ml-100k training epoch went from 10.5 s alone to 44-49 s beside a 2-thread torch job
-(2026-12-07). With one thread there is no barrier to wait at, and the same epoch took 21-22 s
-beside that job.
+threads is often descheduled and the others wait for it at every operator. On 2 cores,
+ml-100k training epochs of 11.0-12.7 s alone took 45.5-133.9 s beside a 2-thread torch job,
+and 18.6-20.8 s with one thread, which has no barrier to wait at
+(``benchmarks/results/train_threads.json``, 2026-12-07).
 
-``AdaptiveThreads`` reads, every few seconds, how much CPU the *other* processes used (the
-machine's busy time from ``/proc/stat`` minus this process's own CPU time) and sets torch's
-thread count to the cores they left free, between 1 and the cores this process may run on. On
-a quiet machine that is every core, as torch would choose; when a neighbour starts, the run
-drops to the cores it left, and it takes them back when the neighbour ends. Where
-``/proc/stat`` cannot be read (not Linux), the thread count is left as it is.
+``AdaptiveThreads`` reads, every few seconds, how much CPU the *other* processes used on the
+cores this process may run on (their busy time in ``/proc/stat`` minus this process's own CPU
+time). It sets torch's thread count to the cores they left free, between 1 and its cap (the
+thread count torch had when it started, at most the usable cores). On a quiet machine that is
+the cap. When a neighbour starts, the run drops to the cores it left, and it takes them back
+when the neighbour ends. Where ``/proc/stat`` cannot be read (not Linux), the thread count is
+left as it is. Inside a container whose ``/proc/stat`` shows the whole host, the figure
+includes other tenants' load.
 """
 
 from __future__ import annotations
@@ -31,63 +33,97 @@ PROC_STAT = Path("/proc/stat")
 def usable_cores() -> int:
     """The cores this process may run on: its CPU affinity where the OS reports one, at most
     ``$OMP_NUM_THREADS`` where that is set (``torchrun`` sets 1 per worker)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
+    cpus = _affinity()
+    cores = len(cpus) if cpus else os.cpu_count() or 1
     limit = os.environ.get("OMP_NUM_THREADS", "")
     if limit.isdigit() and int(limit) > 0:
         cores = min(cores, int(limit))
     return cores
 
 
-def machine_busy_seconds(stat: Path = PROC_STAT) -> float | None:
-    """CPU seconds all processes have spent on all cores since boot (None if unreadable).
+def machine_busy_seconds(stat: Path = PROC_STAT, cpus: set[int] | None = None) -> float | None:
+    """CPU seconds all processes have spent on ``cpus`` (default: every core) since boot.
 
-    The first line of ``/proc/stat`` counts clock ticks per state; busy is everything but
-    idle and iowait (guest time is already inside user time, so it is not added again).
+    Each ``cpu`` line of ``/proc/stat`` counts clock ticks per state. Busy is user, nice,
+    system, irq and softirq. Guest time is already inside user time, and steal time (what the
+    hypervisor gave to other machines) was used by no process here. Returns None if the file
+    cannot be read or parsed.
     """
     try:
-        first = stat.read_text().split("\n", 1)[0].split()
+        lines = stat.read_text().splitlines()
     except OSError:
         return None
-    if not first or first[0] != "cpu" or len(first) < 8:
+    ticks = 0
+    found = False
+    for line in lines:
+        fields = line.split()
+        if not fields or not fields[0].startswith("cpu"):
+            continue
+        name = fields[0]
+        wanted = name == "cpu" if cpus is None else name[3:].isdigit() and int(name[3:]) in cpus
+        if not wanted or len(fields) < 8:
+            continue
+        try:
+            user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+        except ValueError:
+            return None
+        ticks += user + nice + system + irq + softirq
+        found = True
+    return ticks / os.sysconf("SC_CLK_TCK") if found else None
+
+
+def _affinity() -> set[int] | None:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
         return None
-    ticks = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
-    busy = sum(ticks) - ticks[3] - ticks[4]
-    return busy / os.sysconf("SC_CLK_TCK")
 
 
 class AdaptiveThreads:
     """Keeps torch's intra-op thread count at the cores other processes leave free.
 
     Call ``update()`` often (every training step); it measures at most every ``interval``
-    seconds and changes the thread count only when the free cores, rounded, differ from it.
+    seconds. It changes the count only when the free cores differ from it by more than
+    ``margin`` (a neighbour hovering near half a core does not flip it back and forth).
 
     Args:
-        cores: The most threads to use (default: the usable cores).
+        cores: The most threads to use (default: the usable cores, at most torch's current
+            thread count).
         interval: Seconds between measurements.
-        busy_seconds: Source of the machine's busy CPU seconds (``machine_busy_seconds``).
+        margin: Extra free or missing share of a core, beyond one half, needed to change.
+        busy_seconds: Source of the busy CPU seconds of the cores this process may use
+            (``machine_busy_seconds`` over the CPU affinity).
         own_seconds: Source of this process's CPU seconds (``time.process_time``).
         clock: Wall clock in seconds (``time.monotonic``).
         set_threads: Applies a thread count (``torch.set_num_threads``).
     """
 
+    MAX_LOGGED = 32  # changes kept in ``changes`` (the first and the most recent ones)
+
     def __init__(
         self,
         cores: int | None = None,
         interval: float = 2.0,
-        busy_seconds: Callable[[], float | None] = machine_busy_seconds,
+        margin: float = 0.1,
+        busy_seconds: Callable[[], float | None] | None = None,
         own_seconds: Callable[[], float] = time.process_time,
         clock: Callable[[], float] = time.monotonic,
         set_threads: Callable[[int], None] = torch.set_num_threads,
     ) -> None:
-        self.cores = max(1, cores or usable_cores())
+        self.cores = max(1, cores or min(usable_cores(), torch.get_num_threads()))
         self.interval = interval
+        self.margin = margin
+        if busy_seconds is None:
+            cpus = _affinity()
+
+            def busy_seconds() -> float | None:
+                return machine_busy_seconds(PROC_STAT, cpus)
+
         self._busy, self._own = busy_seconds, own_seconds
         self._clock, self._set = clock, set_threads
         self.threads = self.cores
         self.changes: list[tuple[float, int]] = []  # (seconds since start, threads)
+        self.n_changes = 0
         self._start = clock()
         self._last = self._sample()
         self.enabled = self._last[1] is not None
@@ -100,6 +136,9 @@ class AdaptiveThreads:
     def _apply(self, threads: int) -> None:
         self._set(threads)
         self.threads = threads
+        self.n_changes += 1
+        if len(self.changes) >= self.MAX_LOGGED:
+            del self.changes[1]
         self.changes.append((round(self._clock() - self._start, 1), threads))
 
     def others_busy(self) -> float | None:
@@ -118,8 +157,11 @@ class AdaptiveThreads:
         others = self.others_busy()
         if others is None:
             return self.threads
-        # Half a free core or more counts as a core (a neighbour at 0.6 cores leaves 1 of 2).
-        wanted = min(self.cores, max(1, math.floor(self.cores - others + 0.5)))
+        free = self.cores - others
+        if abs(free - self.threads) <= 0.5 + self.margin:
+            return self.threads
+        # Half a free core or more counts as a core (a neighbour at 0.7 cores leaves 1 of 2).
+        wanted = min(self.cores, max(1, math.floor(free + 0.5)))
         if wanted != self.threads:
             self._apply(wanted)
         return self.threads

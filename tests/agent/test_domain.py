@@ -104,7 +104,8 @@ def test_a_shop_catalog_from_the_command_line(
 
     code, out, err = _cli(["train", "-w", ws, "--epochs", "2", "--threads", "1", "--json"], capsys)
     assert code == 0, err
-    assert json.loads(out)["threads"] == 1
+    summary = json.loads(out)
+    assert (summary["threads"], summary["thread_mode"]) == (1, "fixed")
 
     code, out, err = _cli(
         ["recommend", "-w", ws, "--user", "c3", "-k", "5", "--llm", "none", "--json",

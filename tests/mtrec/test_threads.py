@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -93,19 +94,59 @@ def test_does_nothing_where_the_machine_cannot_be_read():
 def test_proc_stat_parsing(tmp_path):
     stat = tmp_path / "stat"
     # user nice system idle iowait irq softirq steal guest guest_nice
-    stat.write_text("cpu  100 0 50 1000 30 5 5 10 0 0\ncpu0 1 2 3 4\n")
+    stat.write_text(
+        "cpu  300 10 60 1000 30 5 5 70 40 3\n"
+        "cpu0 100 0 20 500 10 1 1 30 20 1\n"
+        "cpu1 200 10 40 500 20 4 4 40 20 2\n"
+        "intr 12345\n"
+    )
     hz = os.sysconf("SC_CLK_TCK")
-    assert machine_busy_seconds(stat) == pytest.approx((100 + 50 + 5 + 5 + 10) / hz)
+    # Busy = user + nice + system + irq + softirq: not idle, iowait, steal, nor guest again.
+    assert machine_busy_seconds(stat) == pytest.approx((300 + 10 + 60 + 5 + 5) / hz)
+    assert machine_busy_seconds(stat, {1}) == pytest.approx((200 + 10 + 40 + 4 + 4) / hz)
+    assert machine_busy_seconds(stat, {0, 1}) == pytest.approx(380 / hz)
+    assert machine_busy_seconds(stat, {7}) is None
+    stat.write_text("cpu  1 2 x 4 5 6 7 8\n")
+    assert machine_busy_seconds(stat) is None
     stat.write_text("garbage\n")
     assert machine_busy_seconds(stat) is None
     assert machine_busy_seconds(tmp_path / "missing") is None
 
 
-def test_omp_num_threads_caps_the_cores(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert usable_cores() == 1
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    assert usable_cores() >= 1
+def test_usable_cores_is_the_affinity_capped_by_omp_num_threads(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert usable_cores() == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert usable_cores() == 2
+    for ignored in ("0", "abc", ""):
+        monkeypatch.setenv("OMP_NUM_THREADS", ignored)
+        assert usable_cores() == 4
+
+
+def test_a_neighbour_near_half_a_core_does_not_flip_the_count():
+    m = FakeMachine()
+    p = m.policy(cores=2)
+    for others in (0.55, 0.45, 0.58, 0.42, 0.5):
+        m.advance(2.5, own_cores=1.5, other_cores=others)
+        assert p.update() == 2
+    m.advance(2.5, own_cores=1.3, other_cores=0.7)
+    assert p.update() == 1
+    for others in (0.45, 0.55, 0.42, 0.58):
+        m.advance(2.5, own_cores=1.0, other_cores=others)
+        assert p.update() == 1
+    assert m.applied == [2, 1]
+
+
+def test_the_change_log_stays_short():
+    m = FakeMachine()
+    p = m.policy(cores=2)
+    for k in range(100):
+        m.advance(2.5, own_cores=1.0, other_cores=1.0 if k % 2 == 0 else 0.0)
+        p.update()
+    assert p.n_changes == 101
+    assert len(p.changes) == AdaptiveThreads.MAX_LOGGED
+    assert p.changes[0] == (0.0, 2) and p.changes[-1][1] == p.threads
 
 
 @pytest.mark.skipif(not PROC_STAT.is_file(), reason="needs Linux /proc/stat")
@@ -126,6 +167,48 @@ def test_a_real_busy_neighbour_takes_a_core(monkeypatch):
     assert applied == [2, 1]
 
 
+class CountingPolicy:
+    """Stands in for AdaptiveThreads in training, to see that training consults it."""
+
+    instances: ClassVar[list[CountingPolicy]] = []
+
+    def __init__(self) -> None:
+        self.updates = 0
+        self.changes = [(0.0, 1)]
+        CountingPolicy.instances.append(self)
+
+    def update(self) -> int:
+        self.updates += 1
+        return 1
+
+
+def test_training_consults_the_policy_every_step(synthetic, monkeypatch):
+    import mtrec.training
+    from mtrec.config import MTRecConfig
+    from mtrec.model.multitask import MultiTaskModel
+
+    CountingPolicy.instances.clear()
+    monkeypatch.setattr(mtrec.training, "AdaptiveThreads", CountingPolicy)
+    cfg = MTRecConfig.for_protocol("random")
+    cfg.model.dim, cfg.model.layers, cfg.train.epochs, cfg.train.batch_size = 16, 1, 2, 64
+    rows = np.arange(2000)
+
+    cfg.train.threads = 0
+    model = MultiTaskModel.create(synthetic, cfg, None)
+    steps: list[int] = []
+    result = mtrec.training.train_multitask(
+        model, synthetic, rows, on_step=lambda step, n, losses: steps.append(step)
+    )
+    (policy,) = CountingPolicy.instances
+    assert steps and policy.updates == len(steps)
+    assert result.threads == [(0.0, 1)]
+
+    cfg.train.threads = 1  # a fixed count: no policy
+    mtrec.training.train_multitask(MultiTaskModel.create(synthetic, cfg, None), synthetic, rows)
+    assert len(CountingPolicy.instances) == 1
+
+
+@pytest.mark.skipif(not PROC_STAT.is_file(), reason="needs Linux /proc/stat")
 def test_training_adapts_and_restores_torch_threads(synthetic):
     """threads=0 trains under the policy (its start is logged); a fixed count is used as is."""
     from mtrec.config import MTRecConfig
@@ -138,7 +221,7 @@ def test_training_adapts_and_restores_torch_threads(synthetic):
     before = torch.get_num_threads()
     cfg.train.threads = 0
     result = train_multitask(MultiTaskModel.create(synthetic, cfg, None), synthetic, rows)
-    assert result.threads[0] == (0.0, usable_cores())
+    assert result.threads[0] == (0.0, min(usable_cores(), before))
     assert torch.get_num_threads() == before
 
     cfg.train.threads = 1
