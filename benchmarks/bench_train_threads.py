@@ -13,12 +13,14 @@ Example::
 
     python benchmarks/bench_train_threads.py --epochs 4 --scenarios auto auto+n 2+n 1+n
 
-Writes ``benchmarks/results/train_threads.json``.
+Writes ``benchmarks/results/train_threads.json``; with ``--update``, the scenarios run replace
+those of the same name in that file and the others are kept (each row has its date and commit).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -27,11 +29,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import write_results  # noqa: E402
+from benchmarks.common import RESULTS, write_results  # noqa: E402
 
 # A CPU-bound torch job with torch's default settings (one thread per core, OpenMP defaults).
 NEIGHBOUR = (
@@ -40,10 +43,26 @@ NEIGHBOUR = (
 
 
 def mtrec(*args: str) -> list[str]:
+    """The command line of ``mtrec ARGS`` in this interpreter."""
     return [sys.executable, "-m", "agent", *args]
 
 
-def run(threads: str, neighbour: bool, ws: Path, args: argparse.Namespace) -> dict:
+def commit() -> str:
+    """The checked-out commit (``+dirty`` when the working tree has changes)."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+
+
+def run(threads: str, neighbour: bool, ws: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One whole ``mtrec train`` command in a scenario; its row of the results."""
     other = None
     if neighbour:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
@@ -72,6 +91,8 @@ def run(threads: str, neighbour: bool, ws: Path, args: argparse.Namespace) -> di
         "thread_changes": summary["thread_changes"],
         "valid_ndcg@10": summary["valid_ndcg@10"],
         "loadavg_at_start": load,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": commit(),
     }
 
 
@@ -86,6 +107,7 @@ def main() -> None:
         default=["auto", "auto+n", "2+n", "1+n"],
         help="THREADS[+n]: auto or a count; +n = beside the neighbour process",
     )
+    ap.add_argument("--update", action="store_true", help="keep the results file's other scenarios")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ws = Path(tmp) / "ws"
@@ -101,6 +123,11 @@ def main() -> None:
             row = run(threads, bool(n), ws, args)
             rows.append(row)
             print(json.dumps(row), flush=True)
+    results = RESULTS / "train_threads.json"
+    if args.update and results.is_file():
+        ran = {r["scenario"] for r in rows}
+        kept = [r for r in json.loads(results.read_text())["runs"] if r["scenario"] not in ran]
+        rows = kept + rows
     alone = next((r for r in rows if r["scenario"] == "auto"), None)
     if alone:
         for r in rows:
