@@ -146,7 +146,9 @@ def template_options(
     if not ev.tried:
         out.append((f"One of the most popular {profile.items} with everyone here.", "popular", ()))
     else:
-        text = f"The model's best guess for you ({ev.like:.0%} chance you like it)."
+        # Never "100%" or "0%": a model's estimate is not a certainty.
+        like = min(max(ev.like, 0.01), 0.99)
+        text = f"The model's best guess for you ({like:.0%} chance you like it)."
         out.append((text, "model", ()))
     return out
 

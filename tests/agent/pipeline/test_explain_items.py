@@ -167,3 +167,19 @@ def test_the_counterfactual_sentence_states_the_measured_rank_difference(catalog
     )
     assert first_text(4, 5).endswith("1 place lower.")
     assert "places lower" not in first_text(3, 3)  # no rank change: the weaker sentence
+
+
+def test_the_model_estimate_is_never_stated_as_certain(catalog) -> None:
+    """A like probability of 0.998 reads "99%", not "100%"; 0.002 reads "1%"."""
+    from agent.pipeline.explain import ItemEvidence, template_options
+
+    def last_text(like: float) -> str:
+        ev = ItemEvidence(
+            contributions=(), tried=(1,), shared_categories=(), co_liked=None, attribute=None,
+            query_match=False, engagement=0.1, like=like, rating=3.5,
+        )  # fmt: skip
+        return template_options(catalog, catalog.ds.items[5], ev, set(), None)[-1][0]
+
+    assert "(99% chance you like it)" in last_text(0.998)
+    assert "(1% chance you like it)" in last_text(0.002)
+    assert "(62% chance you like it)" in last_text(0.62)
