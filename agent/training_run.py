@@ -85,7 +85,7 @@ def run_training(
             "train_seconds": round(seconds, 1),
             "epoch_seconds": [round(e.seconds, 1) for e in result.epochs],
             # The count in force at the end; "auto" follows the free cores (mtrec.threads).
-            "threads": result.threads[-1][1] if result.threads else cfg.train.threads,
+            "threads": result.threads[-1][1],
             "thread_mode": "fixed" if cfg.train.threads else "auto",
             "thread_changes": [list(change) for change in result.threads],
             "feedback_rows": feedback_rows,

@@ -32,6 +32,10 @@ import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import git_commit  # noqa: E402
+
 TARGET = {"requests_per_s": 100, "p95_ms": 100, "errors": 0}
 
 
@@ -179,15 +183,12 @@ def machine() -> dict[str, Any]:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
     return {
         "cpu": cpu,
         "cpus_usable": usable,
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "git_commit": commit or None,
+        "git_commit": git_commit(),
     }
 
 

@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import RESULTS, write_results  # noqa: E402
+from benchmarks.common import RESULTS, git_commit, write_results  # noqa: E402
 
 # A CPU-bound torch job with torch's default settings (one thread per core, OpenMP defaults).
 NEIGHBOUR = (
@@ -45,20 +45,6 @@ NEIGHBOUR = (
 def mtrec(*args: str) -> list[str]:
     """The command line of ``mtrec ARGS`` in this interpreter."""
     return [sys.executable, "-m", "agent", *args]
-
-
-def commit() -> str:
-    """The checked-out commit (``+dirty`` when the working tree has changes)."""
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    ).stdout.strip()
-    return head + ("+dirty" if dirty else "")
 
 
 def run(threads: str, neighbour: bool, ws: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -92,7 +78,7 @@ def run(threads: str, neighbour: bool, ws: Path, args: argparse.Namespace) -> di
         "valid_ndcg@10": summary["valid_ndcg@10"],
         "loadavg_at_start": load,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "commit": commit(),
+        "commit": git_commit(),
     }
 
 

@@ -28,6 +28,23 @@ def machine() -> dict[str, Any]:
     }
 
 
+def git_commit() -> str | None:
+    """The checked-out commit, ``+dirty`` when tracked files have changes (None outside git)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, cwd=root
+        ).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    if not head:
+        return None
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def command() -> str:
     return "python " + " ".join(shlex.quote(a) for a in sys.argv)
 

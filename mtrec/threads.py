@@ -3,8 +3,8 @@
 Torch starts one intra-op thread per core, and every parallel operator ends at a barrier
 where all of them meet. When another CPU-bound process holds one of the cores, one of those
 threads is often descheduled and the others wait for it at every operator. On 2 cores,
-ml-100k training epochs of 11.0-12.7 s alone took 45.5-133.9 s beside a 2-thread torch job,
-and 18.6-20.8 s with one thread, which has no barrier to wait at
+ml-100k training epochs of 10.1-10.9 s alone took 45.5-133.9 s at 2 threads beside a 2-thread
+torch job, and 18.6-20.8 s at one thread, which has no barrier to wait at
 (``benchmarks/results/train_threads.json``, 2026-12-07).
 
 ``AdaptiveThreads`` reads, every few seconds, how much CPU the *other* processes used on the

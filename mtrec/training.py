@@ -291,7 +291,8 @@ def train_multitask(
             valid_users,
             adaptive,
         )
-        result.threads = adaptive.changes if adaptive else [(0.0, cfg.threads)]
+        # A policy that could not read the machine changed nothing: log torch's own count.
+        result.threads = (adaptive and adaptive.changes) or [(0.0, torch.get_num_threads())]
         return result
     finally:
         torch.set_num_threads(before)
