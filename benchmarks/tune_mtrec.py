@@ -136,10 +136,7 @@ def main() -> None:
     fusion = select_fusion(model, ds, split)
     by_k = {}
     for k in args.neighbour_ks:
-        from mtrec.model.neighbours import ItemNeighbours
-
-        model.net.neighbours = ItemNeighbours(ds.n_items, k)
-        model.net.neighbours.fit(ds.user_idx[split.train], ds.item_idx[split.train], ds.n_users)
+        model.fit_neighbours(ds, split.train, k=k)
         by_k[str(k)] = select_fusion(model, ds, split)
     record = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

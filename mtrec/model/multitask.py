@@ -187,6 +187,26 @@ class MultiTaskModel(BaseModel):
     def invalidate_cache(self) -> None:
         self._vectors = None
 
+    @property
+    def has_neighbours(self) -> bool:
+        """Whether the item-neighbour memory exists and has been filled."""
+        return self.net.neighbours is not None and self.net.neighbours.fitted
+
+    def fit_neighbours(self, ds: Dataset, rows: np.ndarray, k: int | None = None) -> None:
+        """Fill the item-neighbour memory from interaction rows of ``ds`` (pass the
+        training rows only). ``k`` replaces the memory with one of ``k`` neighbours per item
+        (``config.model.neighbours`` follows); None refits the present one. No-op for a model
+        built without a memory when ``k`` is None."""
+        if k is not None:
+            from mtrec.model.neighbours import ItemNeighbours
+
+            self.net.neighbours = ItemNeighbours(self.n_items, k).to(self.device) if k else None
+            self.config.model.neighbours = k
+        if self.net.neighbours is None:
+            return
+        rows = np.asarray(rows, np.int64)
+        self.net.neighbours.fit(ds.user_idx[rows], ds.item_idx[rows], ds.n_users)
+
     @torch.inference_mode()
     def network_logits(self, state: UserState) -> torch.Tensor:
         """(B, n_items) the network's engagement logits ``u . v_item + b_item``."""
@@ -198,10 +218,9 @@ class MultiTaskModel(BaseModel):
         the catalog, times the spread (sd) of that user's ``network`` logits, so that its
         weight means the same for every user whatever the length of the history. Zero
         without a fitted memory or histories."""
-        memory = self.net.neighbours
-        if memory is None or state.seen is None or not memory.fitted:
+        if state.seen is None or not self.has_neighbours:
             return torch.zeros_like(network)
-        n = memory.scores(state.seen)
+        n = self.net.neighbours.scores(state.seen)  # type: ignore[union-attr]
         z = (n - n.mean(1, keepdim=True)) / (n.std(1, keepdim=True) + 1e-9)
         return z * network.std(1, keepdim=True)
 

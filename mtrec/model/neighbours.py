@@ -43,10 +43,21 @@ class ItemNeighbours(nn.Module):
         k = max(0, min(k, n_items - 1))
         self.register_buffer("index", torch.zeros(n_items, k, dtype=torch.int64))
         self.register_buffer("weight", torch.zeros(n_items, k))
+        self._fitted: bool | None = False
+        # A loaded state may or may not hold a fitted memory: look again on the next request.
+        self.register_load_state_dict_post_hook(ItemNeighbours._forget_fitted)
+
+    @staticmethod
+    def _forget_fitted(module: nn.Module, incompatible_keys: object) -> None:
+        module._fitted = None  # type: ignore[assignment]
 
     @property
     def fitted(self) -> bool:
-        return bool(self.weight.numel()) and bool((self.weight != 0).any())
+        """Whether ``fit`` (or a loaded checkpoint) filled the memory. Cached: the scan of
+        the weights runs once per fit or load, not on every request."""
+        if self._fitted is None:
+            self._fitted = bool(self.weight.numel()) and bool((self.weight != 0).any())
+        return self._fitted
 
     @torch.no_grad()
     def fit(self, users: np.ndarray, items: np.ndarray, n_users: int, chunk: int = 1024) -> None:
@@ -79,6 +90,7 @@ class ItemNeighbours(nn.Module):
             top = torch.topk(sim, k, dim=0)  # (k, block)
             self.index[start:stop] = top.indices.T
             self.weight[start:stop] = top.values.T
+        self._fitted = None
 
     def matrix(self) -> torch.Tensor:
         """(n_items, n_items) sparse CSR ``M[j, h] = sim(h, j)`` over j's neighbours (built

@@ -51,3 +51,33 @@ def test_an_unfitted_memory_scores_nothing_and_k_is_capped(synthetic):
     assert memory.index.shape == (4, 3)
     assert not memory.fitted
     assert memory.scores(torch.tensor([[0, 1, 4]])).abs().sum() == 0
+
+
+def test_fitted_follows_fit_and_load_state_dict(synthetic):
+    rows = np.arange(len(synthetic.user_idx))
+    filled = _fitted(synthetic, rows, 5)
+    assert filled.fitted
+    empty = ItemNeighbours(synthetic.n_items, 5)
+    assert not empty.fitted  # cached False ...
+    empty.load_state_dict(filled.state_dict())
+    assert empty.fitted  # ... forgotten by the load
+    filled.load_state_dict(ItemNeighbours(synthetic.n_items, 5).state_dict())
+    assert not filled.fitted
+
+
+def test_model_fit_neighbours_replaces_the_memory(synthetic):
+    from mtrec.config import MTRecConfig
+    from mtrec.model.multitask import MultiTaskModel
+
+    cfg = MTRecConfig()
+    cfg.model.text_dim, cfg.model.dim, cfg.model.neighbours = 0, 8, 5
+    model = MultiTaskModel.create(synthetic, cfg)
+    assert model.net.neighbours is not None and not model.has_neighbours
+    rows = np.arange(len(synthetic.user_idx))
+    model.fit_neighbours(synthetic, rows)
+    assert model.has_neighbours and model.net.neighbours.index.shape[1] == 5
+    model.fit_neighbours(synthetic, rows, k=3)
+    assert model.has_neighbours and model.config.model.neighbours == 3
+    assert torch.equal(model.net.neighbours.weight, _fitted(synthetic, rows, 3).weight)
+    model.fit_neighbours(synthetic, rows, k=0)
+    assert model.net.neighbours is None and not model.has_neighbours
