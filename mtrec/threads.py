@@ -13,8 +13,15 @@ time). It sets torch's thread count to the cores they left free, between 1 and i
 thread count torch had when it started, at most the usable cores). On a quiet machine that is
 the cap. When a neighbour starts, the run drops to the cores it left, and it takes them back
 when the neighbour ends. Where ``/proc/stat`` cannot be read (not Linux), the thread count is
-left as it is. Inside a container whose ``/proc/stat`` shows the whole host, the figure
-includes other tenants' load.
+left as it is.
+
+The cap also honours a CPU quota of the process's cgroup (``cpu.max`` under cgroup v2,
+``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` under v1): a container limited to 2 CPUs on a
+32-core host would otherwise start 32 threads, which the kernel then throttles. Under such a
+quota the neighbours that matter are the processes sharing it, so their CPU use is read from
+the cgroup's own usage counter instead of ``/proc/stat`` (which, in a container, often shows
+the whole host). Without a quota, a container whose ``/proc/stat`` shows the whole host counts
+other tenants' load as neighbours.
 """
 
 from __future__ import annotations
@@ -23,18 +30,119 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 PROC_STAT = Path("/proc/stat")
+PROC_CGROUP = Path("/proc/self/cgroup")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class CpuQuota:
+    """A cgroup CPU quota of ``cores`` whole CPUs (rounded up).
+
+    Attributes:
+        cores: CPUs the quota allows, rounded up.
+        usage: The file that counts the CPU time of every process under that cgroup
+            (v2 ``cpu.stat``, microseconds; v1 ``cpuacct.usage``, nanoseconds).
+    """
+
+    cores: int
+    usage: Path
+
+    def busy_seconds(self) -> float | None:
+        """CPU seconds the processes under the quota's cgroup have used (None if unreadable)."""
+        try:
+            text = self.usage.read_text()
+        except OSError:
+            return None
+        if self.usage.name == "cpuacct.usage":
+            return int(text) / 1e9 if text.strip().isdigit() else None
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec" and value.strip().isdigit():
+                return int(value) / 1e6
+        return None
+
+
+def cgroup_cpu_quota(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> CpuQuota | None:
+    """The tightest CPU quota over the process's cgroup and its ancestors, or None.
+
+    Reads cgroup v2's ``cpu.max`` ("200000 100000" = 2 CPUs; "max ..." = none) or v1's
+    ``cpu.cfs_quota_us`` (-1 = none) and ``cpu.cfs_period_us``, in the process's own cgroup
+    directory and its ancestors up to the mount root (a parent's quota binds its children;
+    inside a container the process's path is often not visible and the root is its cgroup).
+    """
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    found: list[CpuQuota] = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        names = controllers.split(",")
+        if controllers == "":  # v2 unified hierarchy
+            base = acct = root
+        elif "cpu" in names:  # v1: "cpu" and "cpuacct" share a mount or are mounted apart
+            base = root / controllers if (root / controllers).is_dir() else root / "cpu"
+            acct = base if "cpuacct" in names else root / "cpuacct"
+        else:
+            continue
+        relative = path.strip("/")
+        if not (base / relative).is_dir():
+            relative = ""
+        here = base / relative
+        for directory in [here, *here.parents]:
+            rel = directory.relative_to(base)
+            if controllers == "":
+                cores, usage = _cpu_max(directory), directory / "cpu.stat"
+            else:
+                cores, usage = _cfs_quota(directory), acct / rel / "cpuacct.usage"
+            if cores is not None:
+                found.append(CpuQuota(cores, usage))
+            if directory == base:
+                break
+    return min(found, key=lambda q: q.cores) if found else None
+
+
+def _quota_cores(quota: float, period: float) -> int | None:
+    if quota <= 0 or period <= 0:
+        return None
+    return max(1, math.ceil(quota / period - 1e-9))
+
+
+def _cpu_max(directory: Path) -> int | None:
+    try:
+        quota, period = (directory / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else _quota_cores(float(quota), float(period))
+    except (OSError, ValueError):
+        return None
+
+
+def _cfs_quota(directory: Path) -> int | None:
+    try:
+        quota = float((directory / "cpu.cfs_quota_us").read_text())
+        period = float((directory / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return _quota_cores(quota, period)
 
 
 def usable_cores() -> int:
     """The cores this process may run on: its CPU affinity where the OS reports one, at most
-    ``$OMP_NUM_THREADS`` where that is set (``torchrun`` sets 1 per worker)."""
+    its cgroup's CPU quota and ``$OMP_NUM_THREADS`` where those are set (``torchrun`` sets 1
+    per worker)."""
     cpus = _affinity()
     cores = len(cpus) if cpus else os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, quota.cores)
     limit = os.environ.get("OMP_NUM_THREADS", "")
     if limit.isdigit() and int(limit) > 0:
         cores = min(cores, int(limit))
@@ -79,6 +187,22 @@ def _affinity() -> set[int] | None:
         return None
 
 
+def default_busy_seconds() -> Callable[[], float | None]:
+    """Where other processes' CPU use is read: the cgroup's own usage when a CPU quota
+    binds (fewer CPUs than the affinity allows: the neighbours that matter are the ones
+    sharing the quota, and ``/proc/stat`` may show a whole host), else ``/proc/stat`` over
+    the cores of the CPU affinity."""
+    cpus = _affinity()
+    quota = cgroup_cpu_quota()
+    if quota is not None and quota.cores < (len(cpus) if cpus else os.cpu_count() or 1):
+        return quota.busy_seconds
+
+    def busy_seconds() -> float | None:
+        return machine_busy_seconds(PROC_STAT, cpus)
+
+    return busy_seconds
+
+
 class AdaptiveThreads:
     """Keeps torch's intra-op thread count at the cores other processes leave free.
 
@@ -92,7 +216,8 @@ class AdaptiveThreads:
         interval: Seconds between measurements.
         margin: Extra free or missing share of a core, beyond one half, needed to change.
         busy_seconds: Source of the busy CPU seconds of the cores this process may use
-            (``machine_busy_seconds`` over the CPU affinity).
+            (``default_busy_seconds``: the cgroup's usage under a binding CPU quota, else
+            ``machine_busy_seconds`` over the CPU affinity).
         own_seconds: Source of this process's CPU seconds (``time.process_time``).
         clock: Wall clock in seconds (``time.monotonic``).
         set_threads: Applies a thread count (``torch.set_num_threads``).
@@ -114,10 +239,7 @@ class AdaptiveThreads:
         self.interval = interval
         self.margin = margin
         if busy_seconds is None:
-            cpus = _affinity()
-
-            def busy_seconds() -> float | None:
-                return machine_busy_seconds(PROC_STAT, cpus)
+            busy_seconds = default_busy_seconds()
 
         self._busy, self._own = busy_seconds, own_seconds
         self._clock, self._set = clock, set_threads

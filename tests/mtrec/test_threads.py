@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from mtrec.threads import PROC_STAT, AdaptiveThreads, machine_busy_seconds, usable_cores
+from mtrec import threads
+from mtrec.threads import (
+    PROC_STAT,
+    AdaptiveThreads,
+    cgroup_cpu_quota,
+    machine_busy_seconds,
+    usable_cores,
+)
 
 
 class FakeMachine:
@@ -115,6 +122,7 @@ def test_proc_stat_parsing(tmp_path):
 
 def test_usable_cores_is_the_affinity_capped_by_omp_num_threads(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: None)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert usable_cores() == 4
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
@@ -122,6 +130,100 @@ def test_usable_cores_is_the_affinity_capped_by_omp_num_threads(monkeypatch):
     for ignored in ("0", "abc", ""):
         monkeypatch.setenv("OMP_NUM_THREADS", ignored)
         assert usable_cores() == 4
+
+
+def _write(path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+# The cgroup trees below are files laid out as the kernel lays them out: the kernel cannot be
+# asked for a cgroup v2 hierarchy on this (v1) machine. The real v1 case is the test after.
+def test_cgroup_v2_quota_the_tightest_ancestor_wins(tmp_path):
+    proc = tmp_path / "cgroup"
+    _write(proc, "0::/user.slice/app\n")
+    root = tmp_path / "fs"
+    _write(root / "user.slice" / "app" / "cpu.max", "max 100000\n")  # no quota here
+    _write(root / "user.slice" / "cpu.max", "150000 100000\n")  # 1.5 CPUs: 2 threads
+    _write(root / "user.slice" / "cpu.stat", "usage_usec 2500000\nuser_usec 2000000\n")
+    quota = cgroup_cpu_quota(proc, root)
+    assert quota is not None and quota.cores == 2
+    assert quota.busy_seconds() == pytest.approx(2.5)
+    _write(root / "cpu.max", "100000 100000\n")  # the mount root binds too
+    assert cgroup_cpu_quota(proc, root).cores == 1
+
+
+def test_cgroup_v1_quota_with_cpu_and_cpuacct_mounted_apart(tmp_path):
+    proc = tmp_path / "cgroup"
+    _write(proc, "4:memory:/x\n2:cpuacct:/job\n1:cpu:/job\n0::/\n")
+    root = tmp_path / "fs"
+    _write(root / "cpu" / "job" / "cpu.cfs_quota_us", "300000\n")
+    _write(root / "cpu" / "job" / "cpu.cfs_period_us", "100000\n")
+    _write(root / "cpu" / "cpu.cfs_quota_us", "-1\n")
+    _write(root / "cpu" / "cpu.cfs_period_us", "100000\n")
+    _write(root / "cpuacct" / "job" / "cpuacct.usage", "4000000000\n")
+    quota = cgroup_cpu_quota(proc, root)
+    assert quota is not None and quota.cores == 3
+    assert quota.busy_seconds() == pytest.approx(4.0)
+
+
+def test_no_quota_and_unreadable_files_mean_none(tmp_path):
+    proc = tmp_path / "cgroup"
+    _write(proc, "1:cpu:/\n0::/\n")
+    root = tmp_path / "fs"
+    _write(root / "cpu" / "cpu.cfs_quota_us", "-1\n")
+    _write(root / "cpu" / "cpu.cfs_period_us", "100000\n")
+    _write(root / "cpu.max", "max 100000\n")
+    assert cgroup_cpu_quota(proc, root) is None
+    assert cgroup_cpu_quota(tmp_path / "missing", root) is None
+    _write(root / "cpu.max", "garbage\n")
+    assert cgroup_cpu_quota(proc, root) is None
+
+
+CGROUP_V1 = threads.CGROUP_ROOT / "cpu"
+CGROUP_V1_ACCT = threads.CGROUP_ROOT / "cpuacct"
+
+
+@pytest.mark.skipif(
+    not (os.access(CGROUP_V1, os.W_OK) and (CGROUP_V1 / "cpu.cfs_quota_us").exists()),
+    reason="needs a writable cgroup v1 cpu hierarchy (root on a v1 machine)",
+)
+def test_a_real_cgroup_quota_caps_the_threads(tmp_path):
+    """A child process in a real cgroup limited to one CPU: torch starts one thread per core,
+    the policy caps it at the quota and reads the cgroup's own CPU usage."""
+    name = f"mtrec-test-{os.getpid()}"
+    made = []
+    try:
+        for base in (CGROUP_V1, CGROUP_V1_ACCT):
+            if base.is_dir():
+                (base / name).mkdir()
+                made.append(base / name)
+        (CGROUP_V1 / name / "cpu.cfs_quota_us").write_text("100000")  # = one period
+        script = (
+            "import os, sys\n"
+            f"for d in {[str(d) for d in made]!r}:\n"
+            "    open(d + '/cgroup.procs', 'w').write(str(os.getpid()))\n"
+            "import torch\n"
+            "from mtrec.threads import AdaptiveThreads, cgroup_cpu_quota, default_busy_seconds\n"
+            "before = torch.get_num_threads()\n"
+            "policy = AdaptiveThreads()\n"
+            "quota = cgroup_cpu_quota()\n"
+            "source = default_busy_seconds()\n"
+            "print(before, policy.cores, torch.get_num_threads(), quota.cores,\n"
+            "      getattr(source, '__self__', None) == quota, source() > 0)\n"
+        )
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        _before, cores, now, quota, reads_cgroup, counted = out.stdout.split()
+        assert (cores, now, quota) == ("1", "1", "1")
+        if len(os.sched_getaffinity(0)) > 1:
+            assert (reads_cgroup, counted) == ("True", "True")
+    finally:
+        for d in made:
+            d.rmdir()
 
 
 def test_a_neighbour_near_half_a_core_does_not_flip_the_count():
