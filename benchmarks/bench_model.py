@@ -20,6 +20,7 @@ Example::
 
     python benchmarks/bench_model.py --protocols loo random --seeds 2020 2021 2022 --threads 1
     python benchmarks/bench_model.py --tables-only     # re-read the results, print the tables
+    python benchmarks/bench_model.py --tables-only --write  # ... and re-compare with the peer file
     python benchmarks/bench_model.py --dataset book-crossing --protocols random --threads 1
         # -> benchmarks/results/model-book-crossing.json (ml-100k's file is model.json)
 """
@@ -478,6 +479,13 @@ def main() -> None:
         "can each run one seed); each seed records its own command",
     )
     ap.add_argument("--tables-only", action="store_true", help="no training: re-read and print")
+    ap.add_argument(
+        "--write",
+        action="store_true",
+        help="with --tables-only: also write the comparisons and tables against the peer file "
+        "as it is now (a peer run that finished later); every run keeps its own date and "
+        "command, the file's top-level date and command become this comparison's",
+    )
     args = ap.parse_args()
 
     # One results file per dataset: model.json (ml-100k, the headline), model-<dataset>.json.
@@ -561,7 +569,7 @@ def main() -> None:
         if args.add_seeds and (RESULTS / f"{name}.json").is_file():
             held = json.loads((RESULTS / f"{name}.json").read_text())
             protocols = held.get("protocols", protocols)
-        finish(results, protocols, peer_doc, name, write=not args.tables_only)
+        finish(results, protocols, peer_doc, name, write=args.write or not args.tables_only)
 
 
 def finish(

@@ -17,10 +17,11 @@ left as it is.
 
 The cap also honours a CPU quota of the process's cgroup (``cpu.max`` under cgroup v2,
 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` under v1): a container limited to 2 CPUs on a
-32-core host would otherwise start 32 threads, which the kernel then throttles. Under such a
-quota the neighbours that matter are the processes sharing it, so their CPU use is read from
-the cgroup's own usage counter instead of ``/proc/stat`` (which, in a container, often shows
-the whole host). Without a quota, a container whose ``/proc/stat`` shows the whole host counts
+32-core host would otherwise start 32 threads, which the kernel then throttles. The quota
+counts rounded up (1.5 CPUs = 2 threads). Where it is tighter than the CPU affinity, the
+neighbours that matter are the processes sharing it, so their CPU use is read from the
+cgroup's own usage counter instead of ``/proc/stat`` (which, in a container, often shows the
+whole host). Without a quota, a container whose ``/proc/stat`` shows the whole host counts
 other tenants' load as neighbours.
 """
 
@@ -42,19 +43,23 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 @dataclass(frozen=True)
 class CpuQuota:
-    """A cgroup CPU quota of ``cores`` whole CPUs (rounded up).
+    """A cgroup CPU quota.
 
     Attributes:
-        cores: CPUs the quota allows, rounded up.
-        usage: The file that counts the CPU time of every process under that cgroup
-            (v2 ``cpu.stat``, microseconds; v1 ``cpuacct.usage``, nanoseconds).
+        cores: CPUs the quota allows, rounded up (1.5 CPUs = 2).
+        usage: The file that counts the CPU time of every process under that cgroup (v2
+            ``cpu.stat``, microseconds; v1 ``cpuacct.usage``, nanoseconds), or None where
+            it cannot be told (v1 with the process in different ``cpu`` and ``cpuacct``
+            groups).
     """
 
     cores: int
-    usage: Path
+    usage: Path | None
 
     def busy_seconds(self) -> float | None:
         """CPU seconds the processes under the quota's cgroup have used (None if unreadable)."""
+        if self.usage is None:
+            return None
         try:
             text = self.usage.read_text()
         except OSError:
@@ -68,47 +73,86 @@ class CpuQuota:
         return None
 
 
-def cgroup_cpu_quota(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> CpuQuota | None:
+def cgroup_cpu_quota(proc_cgroup: Path | None = None, root: Path | None = None) -> CpuQuota | None:
     """The tightest CPU quota over the process's cgroup and its ancestors, or None.
 
     Reads cgroup v2's ``cpu.max`` ("200000 100000" = 2 CPUs; "max ..." = none) or v1's
     ``cpu.cfs_quota_us`` (-1 = none) and ``cpu.cfs_period_us``, in the process's own cgroup
     directory and its ancestors up to the mount root (a parent's quota binds its children;
-    inside a container the process's path is often not visible and the root is its cgroup).
+    inside a container the process's path is often not visible, and then the mount root is
+    its cgroup). Between equal quotas the outermost wins: its usage counts every process
+    that shares it.
+
+    Args:
+        proc_cgroup: The process's cgroup list (default ``/proc/self/cgroup``).
+        root: Where the hierarchies are mounted (default ``/sys/fs/cgroup``).
     """
+    proc_cgroup = PROC_CGROUP if proc_cgroup is None else proc_cgroup
+    root = CGROUP_ROOT if root is None else root
     try:
         lines = proc_cgroup.read_text().splitlines()
     except OSError:
         return None
-    found: list[CpuQuota] = []
+    groups: dict[str, tuple[Path, str]] = {}  # "v2", "cpu", "cpuacct" -> (mount, path)
     for line in lines:
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
         _, controllers, path = parts
-        names = controllers.split(",")
-        if controllers == "":  # v2 unified hierarchy
-            base = acct = root
-        elif "cpu" in names:  # v1: "cpu" and "cpuacct" share a mount or are mounted apart
-            base = root / controllers if (root / controllers).is_dir() else root / "cpu"
-            acct = base if "cpuacct" in names else root / "cpuacct"
-        else:
+        if controllers == "":
+            groups["v2"] = (root, path)
             continue
-        relative = path.strip("/")
-        if not (base / relative).is_dir():
-            relative = ""
-        here = base / relative
-        for directory in [here, *here.parents]:
-            rel = directory.relative_to(base)
-            if controllers == "":
-                cores, usage = _cpu_max(directory), directory / "cpu.stat"
-            else:
-                cores, usage = _cfs_quota(directory), acct / rel / "cpuacct.usage"
+        names = controllers.split(",")
+        mount = next(
+            (
+                root / m
+                for m in (controllers, ",".join(sorted(names)), *names)
+                if (root / m).is_dir()
+            ),
+            None,
+        )
+        for name in ("cpu", "cpuacct"):
+            if name in names and mount is not None:
+                groups[name] = (mount, path)
+    found: list[tuple[int, int, CpuQuota]] = []  # (cores, depth, quota)
+    if "v2" in groups:
+        mount, path = groups["v2"]
+        for depth, directory in _up_to_mount(mount, path):
+            cores = _cpu_max(directory)
             if cores is not None:
-                found.append(CpuQuota(cores, usage))
-            if directory == base:
-                break
-    return min(found, key=lambda q: q.cores) if found else None
+                found.append((cores, depth, CpuQuota(cores, directory / "cpu.stat")))
+    if "cpu" in groups:
+        mount, path = groups["cpu"]
+        acct = groups.get("cpuacct")
+        same_group = acct is not None and _visible(acct[0], acct[1]).relative_to(
+            acct[0]
+        ) == _visible(mount, path).relative_to(mount)
+        for depth, directory in _up_to_mount(mount, path):
+            cores = _cfs_quota(directory)
+            if cores is None:
+                continue
+            usage = None
+            if acct is not None and same_group:
+                usage = acct[0] / directory.relative_to(mount) / "cpuacct.usage"
+            found.append((cores, depth, CpuQuota(cores, usage)))
+    return min(found, key=lambda f: (f[0], f[1]))[2] if found else None
+
+
+def _visible(mount: Path, path: str) -> Path:
+    """The process's cgroup directory under ``mount``, or the mount itself where the path is
+    not visible (another mount namespace; ``..`` parts from outside a cgroup namespace)."""
+    parts = [p for p in path.split("/") if p]
+    if ".." in parts:
+        return mount
+    here = mount.joinpath(*parts)
+    return here if here.is_dir() else mount
+
+
+def _up_to_mount(mount: Path, path: str) -> list[tuple[int, Path]]:
+    """(depth below the mount, directory) from the process's cgroup up to the mount."""
+    here = _visible(mount, path)
+    depth = len(here.relative_to(mount).parts)
+    return [(depth - i, d) for i, d in enumerate([here, *here.parents][: depth + 1])]
 
 
 def _quota_cores(quota: float, period: float) -> int | None:
@@ -188,14 +232,15 @@ def _affinity() -> set[int] | None:
 
 
 def default_busy_seconds() -> Callable[[], float | None]:
-    """Where other processes' CPU use is read: the cgroup's own usage when a CPU quota
-    binds (fewer CPUs than the affinity allows: the neighbours that matter are the ones
-    sharing the quota, and ``/proc/stat`` may show a whole host), else ``/proc/stat`` over
-    the cores of the CPU affinity."""
+    """Where other processes' CPU use is read: the cgroup's own usage counter when a CPU
+    quota binds (its rounded-up CPUs are fewer than the affinity's: the neighbours that matter
+    are the ones sharing the quota, and ``/proc/stat`` may show a whole host) and the counter
+    can be read, else ``/proc/stat`` over the cores of the CPU affinity."""
     cpus = _affinity()
     quota = cgroup_cpu_quota()
-    if quota is not None and quota.cores < (len(cpus) if cpus else os.cpu_count() or 1):
-        return quota.busy_seconds
+    binds = quota is not None and quota.cores < (len(cpus) if cpus else os.cpu_count() or 1)
+    if binds and quota.busy_seconds() is not None:  # type: ignore[union-attr]
+        return quota.busy_seconds  # type: ignore[union-attr]
 
     def busy_seconds() -> float | None:
         return machine_busy_seconds(PROC_STAT, cpus)

@@ -194,9 +194,19 @@ class MultiTaskModel(BaseModel):
 
     def fit_neighbours(self, ds: Dataset, rows: np.ndarray, k: int | None = None) -> None:
         """Fill the item-neighbour memory from interaction rows of ``ds`` (pass the
-        training rows only). ``k`` replaces the memory with one of ``k`` neighbours per item
-        (``config.model.neighbours`` follows); None refits the present one. No-op for a model
-        built without a memory when ``k`` is None."""
+        training rows only).
+
+        Args:
+            ds: The dataset the rows index.
+            rows: Row indices (or a boolean mask over the rows).
+            k: Replace the memory with one of ``k`` neighbours per item (0 drops it;
+                ``config.model.neighbours`` follows, so a saved checkpoint rebuilds the same
+                shape). None refits the present memory (a no-op for a model without one).
+                The neighbour weight ``config.fusion.neighbour`` is not re-chosen: run
+                ``mtrec.selection.select_fusion`` for that.
+        """
+        if k is not None and k < 0:
+            raise ValueError(f"neighbours per item must be >= 0, got {k}")
         if k is not None:
             from mtrec.model.neighbours import ItemNeighbours
 
@@ -204,7 +214,8 @@ class MultiTaskModel(BaseModel):
             self.config.model.neighbours = k
         if self.net.neighbours is None:
             return
-        rows = np.asarray(rows, np.int64)
+        rows = np.asarray(rows)
+        rows = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64)
         self.net.neighbours.fit(ds.user_idx[rows], ds.item_idx[rows], ds.n_users)
 
     @torch.inference_mode()

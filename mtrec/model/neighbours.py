@@ -54,7 +54,8 @@ class ItemNeighbours(nn.Module):
     @property
     def fitted(self) -> bool:
         """Whether ``fit`` (or a loaded checkpoint) filled the memory. Cached: the scan of
-        the weights runs once per fit or load, not on every request."""
+        the weights runs once per ``fit`` or ``load_state_dict``, not on every request, so
+        write the buffers only through those two."""
         if self._fitted is None:
             self._fitted = bool(self.weight.numel()) and bool((self.weight != 0).any())
         return self._fitted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from mtrec.data.history import user_histories
@@ -65,7 +66,7 @@ def test_fitted_follows_fit_and_load_state_dict(synthetic):
     assert not filled.fitted
 
 
-def test_model_fit_neighbours_replaces_the_memory(synthetic):
+def test_model_fit_neighbours_replaces_the_memory(synthetic, tmp_path):
     from mtrec.config import MTRecConfig
     from mtrec.model.multitask import MultiTaskModel
 
@@ -79,5 +80,14 @@ def test_model_fit_neighbours_replaces_the_memory(synthetic):
     model.fit_neighbours(synthetic, rows, k=3)
     assert model.has_neighbours and model.config.model.neighbours == 3
     assert torch.equal(model.net.neighbours.weight, _fitted(synthetic, rows, 3).weight)
+    model.save(tmp_path)  # the checkpoint rebuilds the replaced memory's shape
+    loaded = MultiTaskModel.load(tmp_path)
+    assert loaded.has_neighbours and loaded.net.neighbours.index.shape[1] == 3
+    mask = np.zeros(len(synthetic.user_idx), bool)
+    mask[rows[::2]] = True
+    model.fit_neighbours(synthetic, mask)  # a boolean mask selects rows, not ids 0 and 1
+    assert torch.equal(model.net.neighbours.weight, _fitted(synthetic, rows[::2], 3).weight)
+    with pytest.raises(ValueError, match=">= 0"):
+        model.fit_neighbours(synthetic, rows, k=-1)
     model.fit_neighbours(synthetic, rows, k=0)
     assert model.net.neighbours is None and not model.has_neighbours

@@ -167,6 +167,64 @@ def test_cgroup_v1_quota_with_cpu_and_cpuacct_mounted_apart(tmp_path):
     assert quota.busy_seconds() == pytest.approx(4.0)
 
 
+def _v1_quota(directory, cores: int) -> None:
+    _write(directory / "cpu.cfs_quota_us", f"{cores * 100000}\n")
+    _write(directory / "cpu.cfs_period_us", "100000\n")
+
+
+@pytest.mark.parametrize("line", ["3:cpu,cpuacct:/job", "3:cpuacct,cpu:/job"])
+def test_cgroup_v1_combined_mount_either_order(tmp_path, line):
+    proc = tmp_path / "cgroup"
+    _write(proc, line + "\n")
+    mount = tmp_path / "fs" / "cpu,cpuacct"  # the mount's own name, whatever the line's order
+    _v1_quota(mount / "job", 2)
+    _write(mount / "job" / "cpuacct.usage", "1500000000\n")
+    quota = cgroup_cpu_quota(proc, tmp_path / "fs")
+    assert quota is not None and quota.cores == 2
+    assert quota.busy_seconds() == pytest.approx(1.5)
+
+
+def test_cgroup_path_not_visible_falls_back_to_the_mount_root(tmp_path):
+    root = tmp_path / "fs"
+    _v1_quota(root / "cpu", 1)  # inside a container: the mount root is its cgroup
+    (root / "cpu" / "elsewhere").mkdir()
+    proc = tmp_path / "cgroup"
+    for path in ("/docker/abc123", "/../elsewhere"):  # not under this mount; outside the ns
+        _write(proc, f"1:cpu:{path}\n")
+        quota = cgroup_cpu_quota(proc, root)
+        assert quota is not None and quota.cores == 1
+
+
+def test_equal_quotas_the_outermost_wins_and_usage_needs_the_same_cpuacct_group(tmp_path):
+    root = tmp_path / "fs"
+    _v1_quota(root / "cpu" / "team", 2)
+    _v1_quota(root / "cpu" / "team" / "job", 2)  # a tie: the team's usage counts its siblings
+    _write(root / "cpuacct" / "team" / "cpuacct.usage", "7000000000\n")
+    proc = tmp_path / "cgroup"
+    _write(proc, "2:cpuacct:/team/job\n1:cpu:/team/job\n")
+    (root / "cpuacct" / "team" / "job").mkdir()
+    quota = cgroup_cpu_quota(proc, root)
+    assert quota.usage == root / "cpuacct" / "team" / "cpuacct.usage"
+    assert quota.busy_seconds() == pytest.approx(7.0)
+    _write(proc, "2:cpuacct:/\n1:cpu:/team/job\n")  # accounted elsewhere: usage unknown
+    quota = cgroup_cpu_quota(proc, root)
+    assert quota.cores == 2 and quota.usage is None and quota.busy_seconds() is None
+
+
+def test_a_binding_quota_caps_the_cores_and_picks_the_usage_source(monkeypatch, tmp_path):
+    usage = tmp_path / "cpuacct.usage"
+    usage.write_text("3000000000\n")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: threads.CpuQuota(2, usage))
+    assert usable_cores() == 2
+    assert threads.default_busy_seconds()() == pytest.approx(3.0)  # the cgroup's counter
+    usage.unlink()  # unreadable: back to /proc/stat over the affinity
+    source = threads.default_busy_seconds()
+    assert source() is None or source() != pytest.approx(3.0)
+    assert getattr(source, "__self__", None) is None
+
+
 def test_no_quota_and_unreadable_files_mean_none(tmp_path):
     proc = tmp_path / "cgroup"
     _write(proc, "1:cpu:/\n0::/\n")
@@ -194,7 +252,8 @@ def test_a_real_cgroup_quota_caps_the_threads(tmp_path):
     name = f"mtrec-test-{os.getpid()}"
     made = []
     try:
-        for base in (CGROUP_V1, CGROUP_V1_ACCT):
+        # Under systemd both names are links to one "cpu,cpuacct" mount: make it once.
+        for base in dict.fromkeys(b.resolve() for b in (CGROUP_V1, CGROUP_V1_ACCT)):
             if base.is_dir():
                 (base / name).mkdir()
                 made.append(base / name)
