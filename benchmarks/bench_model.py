@@ -368,10 +368,13 @@ def table(protocols: dict[str, Any], peer_doc: dict, dataset: str, convention: s
             )
         for name, e in sorted(peer_rows(peer_doc, dataset, protocol).items()):
             own = e["check"] if e["recbole_own"]["convention"] == convention else None
+            label = f"RecBole {name}"
+            if e.get("stopped_by_train_budget"):  # an under-trained peer: say so in the row
+                label += f" (stopped by its time budget after {e.get('epochs_run')} epochs)"
             rows.append(
                 {
                     "protocol": protocol,
-                    "model": f"RecBole {name}",
+                    "model": label,
                     **{m: e["metrics"][convention]["test"][m] for m in TABLE_METRICS},
                     "train_seconds": e.get("train_seconds"),
                     "epochs_run": e.get("epochs_run"),
