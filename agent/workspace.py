@@ -258,6 +258,7 @@ def workspace_info(ws: Workspace) -> dict[str, Any]:
             fusion = MTRecConfig.model_validate_json(config.read_text()).fusion
             weights = {
                 "neighbour_weight": fusion.neighbour,
+                "neighbour_decay": fusion.neighbour_decay,
                 "like_weight": fusion.like,
                 "rating_weight": fusion.rating,
             }

@@ -133,6 +133,9 @@ class FusionConfig(BaseModel):
     Attributes:
         neighbour: Weight of the item-neighbour memory in the engagement logit (0 = the
             network alone), chosen on validation NDCG@10 against all targets.
+        neighbour_decay: Recency decay of the item-neighbour score: a history item counts
+            ``neighbour_decay ** age`` (age 0 = the latest interaction; 1 = every item alike,
+            as ItemKNN), chosen with ``neighbour``.
         like: Weight of the like head's logit.
         rating: Weight of the predicted rating.
         utility: What the weights were chosen to maximise.
@@ -143,6 +146,7 @@ class FusionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     neighbour: float = 0.0
+    neighbour_decay: float = Field(default=1.0, gt=0.0, le=1.0)
     like: float = 0.0
     rating: float = 0.0
     utility: str = ""

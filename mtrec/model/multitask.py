@@ -224,26 +224,33 @@ class MultiTaskModel(BaseModel):
         return state.interest @ self.item_vectors_tensor().T + self.net.items.all_biases()
 
     @torch.inference_mode()
-    def neighbour_logits(self, state: UserState, network: torch.Tensor) -> torch.Tensor:
+    def neighbour_logits(
+        self, state: UserState, network: torch.Tensor, decay: float | None = None
+    ) -> torch.Tensor:
         """(B, n_items) the item-neighbour score in logit units: standardised per user over
         the catalog, times the spread (sd) of that user's ``network`` logits, so that its
-        weight means the same for every user whatever the length of the history. Zero
-        without a fitted memory or histories."""
+        weight means the same for every user whatever the length of the history. History
+        items count ``decay ** age`` (``config.fusion.neighbour_decay`` unless given; see
+        ``ItemNeighbours.scores``). Zero without a fitted memory or histories."""
         if state.seen is None or not self.has_neighbours:
             return torch.zeros_like(network)
-        n = self.net.neighbours.scores(state.seen)  # type: ignore[union-attr]
+        decay = self.config.fusion.neighbour_decay if decay is None else decay
+        n = self.net.neighbours.scores(state.seen, decay)  # type: ignore[union-attr]
         z = (n - n.mean(1, keepdim=True)) / (n.std(1, keepdim=True) + 1e-9)
         return z * network.std(1, keepdim=True)
 
     @torch.inference_mode()
-    def engagement_logits(self, state: UserState, neighbour: float | None = None) -> torch.Tensor:
+    def engagement_logits(
+        self, state: UserState, neighbour: float | None = None, decay: float | None = None
+    ) -> torch.Tensor:
         """(B, n_items) engagement logits of users' states: the network's, plus ``neighbour``
-        times ``neighbour_logits`` (``config.fusion.neighbour`` unless given), plus the
-        learned seen-item bias on the items of each user's history."""
+        times ``neighbour_logits`` (``config.fusion.neighbour`` and ``neighbour_decay``
+        unless given), plus the learned seen-item bias on the items of each user's
+        history."""
         weight = self.config.fusion.neighbour if neighbour is None else neighbour
         logits = self.network_logits(state)
         if weight:
-            logits = logits + weight * self.neighbour_logits(state, logits)
+            logits = logits + weight * self.neighbour_logits(state, logits, decay)
         seen = self.net.seen_logit_bias(state.seen, self.n_items)
         return logits if seen is None else logits + seen
 

@@ -91,3 +91,22 @@ def test_model_fit_neighbours_replaces_the_memory(synthetic, tmp_path):
         model.fit_neighbours(synthetic, rows, k=-1)
     model.fit_neighbours(synthetic, rows, k=0)
     assert model.net.neighbours is None and not model.has_neighbours
+
+
+def test_recency_decay_weights_each_item_by_its_latest_age(synthetic):
+    rows = np.arange(len(synthetic.user_idx))
+    memory = _fitted(synthetic, rows, 5)
+    n = synthetic.n_items
+    dense = memory.matrix().to_dense()  # M[j, h] = sim(h, j)
+    # Oldest first: item 3 at ages 3 and 1 (keeps 0.5 ** 1), item 7 at age 2, item 9 at 0.
+    seen = torch.tensor([[3, 7, 3, 9, n, n]])
+    got = memory.scores(seen, decay=0.5)[0]
+    want = dense[:, 3] * 0.5 + dense[:, 7] * 0.25 + dense[:, 9] * 1.0
+    torch.testing.assert_close(got, want)
+    # decay 1 is ItemKNN's sum over distinct items, as before the decay existed.
+    torch.testing.assert_close(
+        memory.scores(seen, decay=1.0)[0], dense[:, 3] + dense[:, 7] + dense[:, 9]
+    )
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="decay"):
+            memory.scores(seen, decay=bad)
