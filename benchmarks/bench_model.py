@@ -201,10 +201,13 @@ def print_fusion(protocols: dict[str, Any]) -> None:
         f = entry.get("fusion_summary")
         if not f:
             continue
-        weights = [(w.get("neighbour", 0.0), w["like"], w["rating"]) for w in f["weights_per_seed"]]
+        weights = [
+            (w.get("neighbour", 0.0), w.get("neighbour_decay", 1.0), w["like"], w["rating"])
+            for w in f["weights_per_seed"]
+        ]
         print(
-            f"{protocol}: weights (neighbour, like, rating) chosen on validation, per seed "
-            f"{weights}"
+            f"{protocol}: weights (neighbour, neighbour decay, like, rating) chosen on "
+            f"validation, per seed {weights}"
         )
         for targets in ("liked", "all"):
             t = f[targets]

@@ -91,6 +91,10 @@ class TrainConfig(BaseModel):
             re-measured every 2 s (``mtrec.threads.AdaptiveThreads``).
         select_fusion: After training, choose the fusion weights (``MTRecConfig.fusion``) on
             the validation rows (needs a split).
+        neighbour_decays: The recency decays of the item-neighbour channel that selection
+            tries (``FusionConfig.neighbour_decay``; ties keep the earlier). The ``random``
+            protocol tries only 1: items are held out at random, so the latest ones are no
+            likelier targets than the others.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -120,6 +124,7 @@ class TrainConfig(BaseModel):
     device: Literal["cpu", "cuda", "auto"] = "auto"
     threads: int = 0
     select_fusion: bool = True
+    neighbour_decays: list[float] = Field(default_factory=lambda: [1.0, 0.9, 0.8, 0.6, 0.4])
 
 
 class FusionConfig(BaseModel):
@@ -179,6 +184,7 @@ class MTRecConfig(BaseModel):
         if protocol == "random":
             cfg.train.future_window = 32
             cfg.train.history_order = "shuffled"
+            cfg.train.neighbour_decays = [1.0]
             # Held-out items are spread over the whole history, so read more of it.
             cfg.model.max_history = 200
         return cfg.model_copy(update=overrides)

@@ -43,7 +43,8 @@ from mtrec.model.multitask import MultiTaskModel
 NEIGHBOUR_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 # Tried in this order; ties keep the earlier (1.0 first: plain ItemKNN). On ml-100k loo,
 # seed 2020, validation NDCG@10 with the best weight per decay was 0.1192 (1.0), 0.1220
-# (0.9), 0.1270 (0.8), 0.1263 (0.6), 0.1224 (0.3); on random 1.0 won (0.2387 vs <= 0.2234).
+# (0.9), 0.1270 (0.8), 0.1263 (0.6), 0.1224 (0.3); on random 1.0 won (0.2387 vs <= 0.2234),
+# where training tries 1.0 alone (``TrainConfig.neighbour_decays``).
 NEIGHBOUR_DECAY_GRID = (1.0, 0.9, 0.8, 0.6, 0.4)
 LIKE_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 RATING_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)

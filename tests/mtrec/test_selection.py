@@ -135,3 +135,11 @@ def test_network_side_is_the_model_without_its_neighbour_channel(fitted, synthet
     assert not np.allclose(network.per_user["ndcg@10"], with_channel.per_user["ndcg@10"])
     interval = report["all"]["summary"]["paired_ndcg10_engagement_minus_network"]
     assert interval["low"] <= interval["mean_diff"] <= interval["high"]
+
+
+def test_the_random_protocol_tries_no_recency_decay():
+    from mtrec.config import MTRecConfig
+
+    assert MTRecConfig.for_protocol("random").train.neighbour_decays == [1.0]
+    loo = MTRecConfig.for_protocol("loo").train.neighbour_decays
+    assert loo[0] == 1.0 and list(loo) == list(NEIGHBOUR_DECAY_GRID)
