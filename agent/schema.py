@@ -183,7 +183,10 @@ class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str | None = None
-    history: list[HistoryEntry | str] | None = None
+    history: list[HistoryEntry | str] | None = Field(
+        default=None,
+        description="the user's interactions, oldest first (the model weighs recent ones more)",
+    )
     query: str | None = Field(default=None, max_length=2000)
     k: int = Field(default=10, ge=1, le=1000)
     filters: Filters | None = None

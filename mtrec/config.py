@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -124,7 +124,9 @@ class TrainConfig(BaseModel):
     device: Literal["cpu", "cuda", "auto"] = "auto"
     threads: int = 0
     select_fusion: bool = True
-    neighbour_decays: list[float] = Field(default_factory=lambda: [1.0, 0.9, 0.8, 0.6, 0.4])
+    neighbour_decays: list[Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
+        default_factory=lambda: [1.0, 0.9, 0.8, 0.6, 0.4], min_length=1
+    )
 
 
 class FusionConfig(BaseModel):

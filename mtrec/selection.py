@@ -8,7 +8,8 @@ like ranks by a fused score (``MultiTaskModel.fused_logits``)::
     network logit + w_neighbour * neighbour logit + w_like * like logit
         + w_rating * (predicted rating - 3)
 
-``select_fusion`` chooses in two steps, each from a grid, ties keeping the smaller weight:
+``select_fusion`` chooses in two steps, each from a grid, ties keeping the pair tried first
+(decays in grid order, then weights from small to large):
 
 1. ``w_neighbour`` and the channel's recency decay (``FusionConfig.neighbour_decay``) by
    NDCG@10 against *all* validation items: it is part of the main ranking (weight 0 = the
@@ -43,8 +44,8 @@ from mtrec.model.multitask import MultiTaskModel
 NEIGHBOUR_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 # Tried in this order; ties keep the earlier (1.0 first: plain ItemKNN). On ml-100k loo,
 # seed 2020, validation NDCG@10 with the best weight per decay was 0.1192 (1.0), 0.1220
-# (0.9), 0.1270 (0.8), 0.1263 (0.6), 0.1224 (0.3); on random 1.0 won (0.2387 vs <= 0.2234),
-# where training tries 1.0 alone (``TrainConfig.neighbour_decays``).
+# (0.9), 0.1270 (0.8), 0.1263 (0.6), 0.1224 (0.3; 0.4 was not probed); on random 1.0 won
+# (0.2387 vs <= 0.2234), where training tries 1.0 alone (``TrainConfig.neighbour_decays``).
 NEIGHBOUR_DECAY_GRID = (1.0, 0.9, 0.8, 0.6, 0.4)
 LIKE_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 RATING_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -211,12 +212,12 @@ def select_fusion(
 
     network_all = run(Weights(), split)
     neighbour, decay, base_all = 0.0, model.config.fusion.neighbour_decay, network_all
-    best_channel = fused.neighbour
+    best_channel, current = fused.neighbour, first_decay
     tried_neighbour = 0
     if model.has_neighbours:
         for d in decay_grid:
-            if d != decay_grid[0]:
-                fused.neighbour = neighbour_matrix(model, histories, d)
+            if d != current:
+                fused.neighbour, current = neighbour_matrix(model, histories, d), d
             for w in neighbour_grid:
                 if w == 0.0:
                     continue

@@ -11,11 +11,13 @@ import torch
 
 from mtrec.config import MTRecConfig
 from mtrec.data.history import History
-from mtrec.data.schema import Dataset
+from mtrec.data.schema import Dataset, EventType
 from mtrec.model.base import BaseModel, check_k
 from mtrec.model.batching import pad_histories
 from mtrec.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mtrec.model.network import MultiTaskNet, UserState, rating_bucket
+
+_DISLIKE = EventType.DISLIKE.code
 
 
 @dataclass
@@ -169,12 +171,23 @@ class MultiTaskModel(BaseModel):
         seen = np.full((len(histories), max(width, 1)), self.n_items, np.int64)
         for r, h in enumerate(histories):
             seen[r, : len(h)] = h.items
+        neighbour_seen = None
+        if any((h.events == _DISLIKE).any() for h in histories):
+            neighbour_seen = np.full_like(seen, self.n_items)
+            for r, h in enumerate(histories):
+                kept = h.items[h.events != _DISLIKE]
+                neighbour_seen[r, : len(kept)] = kept
         return UserState(
             interest=state.interest[:, -1],
             like=state.like[:, -1],
             rating=state.rating[:, -1],
             category_logits=state.category_logits[:, -1],
             seen=torch.as_tensor(seen, device=self.device),
+            neighbour_seen=(
+                None
+                if neighbour_seen is None
+                else torch.as_tensor(neighbour_seen, device=self.device)
+            ),
         )
 
     @torch.inference_mode()
@@ -235,7 +248,8 @@ class MultiTaskModel(BaseModel):
         if state.seen is None or not self.has_neighbours:
             return torch.zeros_like(network)
         decay = self.config.fusion.neighbour_decay if decay is None else decay
-        n = self.net.neighbours.scores(state.seen, decay)  # type: ignore[union-attr]
+        seen = state.seen if state.neighbour_seen is None else state.neighbour_seen
+        n = self.net.neighbours.scores(seen, decay)  # type: ignore[union-attr]
         z = (n - n.mean(1, keepdim=True)) / (n.std(1, keepdim=True) + 1e-9)
         return z * network.std(1, keepdim=True)
 

@@ -6,9 +6,10 @@ co-occurrence is a strong signal that vector keeps only in part: on ml-100k rand
 ItemKNN built from the training rows alone scores NDCG@10 0.279 against the network's 0.240
 (issue 13, item 5). The memory keeps, for every item ``j``, its ``k`` most similar items ``h``
 by cosine of their binary user columns, and scores a history as ItemKNN (and RecBole's
-ItemKNN) does::
+ItemKNN) does, each history item weighted by its recency::
 
-    n(j) = sum of sim(h, j) over the distinct history items h among j's k neighbours
+    n(j) = sum of decay ** age(h) * sim(h, j) over the distinct history items h among j's
+           k neighbours  (age 0 = the latest interaction; decay 1 = ItemKNN)
 
 It is not learned: ``fit`` fills it once after training, from the training rows only, and it
 travels in the checkpoint as two buffers. How much of it enters the engagement score is a
@@ -45,11 +46,10 @@ class ItemNeighbours(nn.Module):
         self.register_buffer("weight", torch.zeros(n_items, k))
         self._fitted: bool | None = False
         # A loaded state may or may not hold a fitted memory: look again on the next request.
-        self.register_load_state_dict_post_hook(ItemNeighbours._forget_fitted)
+        self.register_load_state_dict_post_hook(self._forget_fitted)
 
-    @staticmethod
-    def _forget_fitted(module: nn.Module, incompatible_keys: object) -> None:
-        module._fitted = None  # type: ignore[assignment]
+    def _forget_fitted(self, module: nn.Module, incompatible_keys: object) -> None:
+        self._fitted = None
 
     @property
     def fitted(self) -> bool:
@@ -130,9 +130,8 @@ class ItemNeighbours(nn.Module):
             hit.scatter_(1, index, 1.0)  # distinct items count once
         else:
             real = seen < self.n_items
-            length = real.sum(1, keepdim=True)
-            position = torch.arange(seen.shape[1], device=seen.device).expand_as(seen)
-            age = (length - 1 - position).clamp(min=0).float()
+            # Age = the real interactions after this one (padding may sit anywhere).
+            age = (real.flip(1).cumsum(1).flip(1) - real.long()).float()
             weight = torch.where(real, decay**age, torch.zeros_like(age))
             # A repeated item keeps the weight of its most recent interaction.
             hit.scatter_reduce_(1, index, weight, reduce="amax")

@@ -27,8 +27,11 @@ class UserState:
         like: (..., dim) input of the like head.
         rating: (..., dim) input of the rating head.
         category_logits: (..., n_categories) category-interest logits.
-        seen: (B, S) int64 every item of each user's history, right-padded with ``n_items``
-            (the input of the learned seen-item bias); None inside training.
+        seen: (B, S) int64 every item of each user's history, oldest first, right-padded
+            with ``n_items`` (the input of the learned seen-item bias); None inside training.
+        neighbour_seen: (B, S') the same without dislike events, the input of the
+            item-neighbour channel (a dislike must not pull its neighbours up); None when no
+            history holds a dislike (then ``seen`` is that input).
     """
 
     interest: torch.Tensor
@@ -36,6 +39,7 @@ class UserState:
     rating: torch.Tensor
     category_logits: torch.Tensor
     seen: torch.Tensor | None = None
+    neighbour_seen: torch.Tensor | None = None
 
 
 class _PairHead(nn.Module):

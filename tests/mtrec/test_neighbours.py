@@ -110,3 +110,56 @@ def test_recency_decay_weights_each_item_by_its_latest_age(synthetic):
     for bad in (0.0, -0.5, 1.5):
         with pytest.raises(ValueError, match="decay"):
             memory.scores(seen, decay=bad)
+
+
+def test_recency_ages_count_real_items_per_row(synthetic):
+    rows = np.arange(len(synthetic.user_idx))
+    memory = _fitted(synthetic, rows, 5)
+    n = synthetic.n_items
+    dense = memory.matrix().to_dense()
+    # Rows of different lengths, an empty row, and padding inside a row.
+    seen = torch.tensor([[3, 7, n, n], [n, n, n, n], [3, n, 7, n]])
+    got = memory.scores(seen, decay=0.5)
+    want = dense[:, 3] * 0.5 + dense[:, 7]
+    torch.testing.assert_close(got[0], want)
+    torch.testing.assert_close(got[1], torch.zeros(n))
+    torch.testing.assert_close(got[2], want)
+
+
+def test_a_dislike_does_not_pull_its_neighbours_up(synthetic):
+    from mtrec.config import MTRecConfig
+    from mtrec.data.history import History
+    from mtrec.data.schema import EventType
+    from mtrec.model.multitask import MultiTaskModel
+
+    cfg = MTRecConfig()
+    cfg.model.text_dim, cfg.model.dim, cfg.model.neighbours = 0, 8, 5
+    model = MultiTaskModel.create(synthetic, cfg)
+    model.fit_neighbours(synthetic, np.arange(len(synthetic.user_idx)))
+    model.config.fusion.neighbour_decay = 0.8
+    rating = EventType.RATING.code
+
+    def history(events: list[int]) -> History:
+        items = np.array([3, 7, 11][: len(events)], np.int64)
+        values = np.full(len(events), np.nan, np.float32)
+        return History(items, np.array(events, np.int8), values)
+
+    dislike = EventType.DISLIKE.code
+    with_dislike = model.user_state([history([rating, rating, dislike])])
+    without = model.user_state([history([rating, rating])])
+    assert with_dislike.neighbour_seen is not None and without.neighbour_seen is None
+    assert with_dislike.seen.tolist() == [[3, 7, 11]]  # the seen-item bias still sees it
+    network = model.network_logits(without)
+    torch.testing.assert_close(
+        model.neighbour_logits(with_dislike, network), model.neighbour_logits(without, network)
+    )
+
+
+def test_neighbour_decays_are_validated():
+    from pydantic import ValidationError
+
+    from mtrec.config import TrainConfig
+
+    for bad in ([], [0.0], [1.5], [1.0, -0.2]):
+        with pytest.raises(ValidationError):
+            TrainConfig(neighbour_decays=bad)
