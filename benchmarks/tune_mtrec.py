@@ -133,13 +133,11 @@ def main() -> None:
         "ndcg@10"
     ]
     valid.update({f"tasks/{k}": v for k, v in evaluate_tasks(model, ds, split, "valid").items()})
-    fusion = select_fusion(model, ds, split, decay_grid=model.config.train.neighbour_decays)
+    fusion = select_fusion(model, ds, split)
     by_k = {}
     for k in args.neighbour_ks:
         model.fit_neighbours(ds, split.train, k=k)
-        by_k[str(k)] = select_fusion(
-            model, ds, split, decay_grid=model.config.train.neighbour_decays
-        )
+        by_k[str(k)] = select_fusion(model, ds, split)
     record = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "protocol": args.protocol,

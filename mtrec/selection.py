@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from mtrec.config import NEIGHBOUR_DECAYS
 from mtrec.data.history import History, user_histories
 from mtrec.data.schema import Dataset
 from mtrec.evaluation.evaluator import evaluate_ranking_per_user
@@ -40,13 +41,11 @@ from mtrec.evaluation.protocols import Split
 from mtrec.evaluation.stats import paired_bootstrap
 from mtrec.model.base import BaseModel
 from mtrec.model.multitask import MultiTaskModel
+from mtrec.model.network import UserState
 
 NEIGHBOUR_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
-# Tried in this order; ties keep the earlier (1.0 first: plain ItemKNN). On ml-100k loo,
-# seed 2020, validation NDCG@10 with the best weight per decay was 0.1192 (1.0), 0.1220
-# (0.9), 0.1270 (0.8), 0.1263 (0.6), 0.1224 (0.3; 0.4 was not probed); on random 1.0 won
-# (0.2387 vs <= 0.2234), where training tries 1.0 alone (``TrainConfig.neighbour_decays``).
-NEIGHBOUR_DECAY_GRID = (1.0, 0.9, 0.8, 0.6, 0.4)
+# The loo default of ``TrainConfig.neighbour_decays`` (the random protocol tries 1 alone).
+NEIGHBOUR_DECAY_GRID = NEIGHBOUR_DECAYS
 LIKE_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 RATING_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 NEIGHBOUR_UTILITY = "NDCG@10 against all validation items, masked"
@@ -119,18 +118,30 @@ class FusedScores(BaseModel):
 
 
 @torch.inference_mode()
+def user_states(
+    model: MultiTaskModel, histories: Sequence[History], batch_size: int = 128
+) -> list[UserState]:
+    """The users' states, in batches of ``batch_size`` (the encoder runs once per user)."""
+    return [
+        model.user_state(histories[start : start + batch_size])
+        for start in range(0, len(histories), batch_size)
+    ]
+
+
+@torch.inference_mode()
 def head_matrices(
     model: MultiTaskModel,
     histories: Sequence[History],
     batch_size: int = 128,
     decay: float | None = None,
+    states: Sequence[UserState] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Four (U, n_items) matrices for these users: the network's engagement logits (with the
     seen-item bias), the neighbour logits (recency ``decay``; the model's own unless given),
-    the like logits and the predicted ratings."""
+    the like logits and the predicted ratings. ``states`` (``user_states`` of the same
+    histories) saves the encoder pass."""
     parts: tuple[list[np.ndarray], ...] = ([], [], [], [])
-    for start in range(0, len(histories), batch_size):
-        state = model.user_state(histories[start : start + batch_size])
+    for state in states if states is not None else user_states(model, histories, batch_size):
         network = model.network_logits(state)
         seen = model.net.seen_logit_bias(state.seen, model.n_items)
         like, rating = model.head_scores(state)
@@ -151,14 +162,13 @@ def head_matrices(
 
 @torch.inference_mode()
 def neighbour_matrix(
-    model: MultiTaskModel, histories: Sequence[History], decay: float, batch_size: int = 128
+    model: MultiTaskModel, states: Sequence[UserState], decay: float
 ) -> np.ndarray:
-    """(U, n_items) the neighbour logits of these users with recency ``decay``."""
-    parts = []
-    for start in range(0, len(histories), batch_size):
-        state = model.user_state(histories[start : start + batch_size])
-        network = model.network_logits(state)
-        parts.append(model.neighbour_logits(state, network, decay).float().cpu().numpy())
+    """(U, n_items) the neighbour logits of these users' states with recency ``decay``."""
+    parts = [
+        model.neighbour_logits(state, model.network_logits(state), decay).float().cpu().numpy()
+        for state in states
+    ]
     return np.concatenate(parts)
 
 
@@ -183,13 +193,15 @@ def select_fusion(
     rating_grid: Sequence[float] = RATING_GRID,
     seed: int = 2020,
     neighbour_grid: Sequence[float] = NEIGHBOUR_GRID,
-    decay_grid: Sequence[float] = NEIGHBOUR_DECAY_GRID,
+    decay_grid: Sequence[float] | None = None,
 ) -> dict[str, object]:
     """Choose the neighbour weight and decay, then the head fusion weights, on the
     validation phase.
 
-    Ties in a utility keep the earlier grid point (smaller weights first), never anything
-    about items. A model without a fitted neighbour memory keeps neighbour weight 0.
+    Ties in a utility keep the earlier grid point (decays in grid order, smaller weights
+    first), never anything about items. ``decay_grid`` defaults to the model's
+    ``config.train.neighbour_decays``. A model without a fitted neighbour memory keeps
+    neighbour weight 0 and the grid's first decay.
 
     Returns:
         ``{"neighbour", "neighbour_decay", "like", "rating", "utility", "selected_on",
@@ -199,9 +211,12 @@ def select_fusion(
     """
     threshold = model.config.train.like_threshold
     liked = liked_split(ds, split, threshold, "valid")
+    if decay_grid is None:
+        decay_grid = model.config.train.neighbour_decays
     users, histories = phase_histories(ds, split, "valid")
-    first_decay = decay_grid[0] if model.has_neighbours else None
-    fused = FusedScores(users, *head_matrices(model, histories, decay=first_decay))
+    states = user_states(model, histories)
+    current = decay_grid[0]
+    fused = FusedScores(users, *head_matrices(model, histories, decay=current, states=states))
 
     def run(weights: Weights, targets: Split) -> np.ndarray:
         fused.weights = weights
@@ -211,13 +226,13 @@ def select_fusion(
         return ev.per_user["ndcg@10"]
 
     network_all = run(Weights(), split)
-    neighbour, decay, base_all = 0.0, model.config.fusion.neighbour_decay, network_all
-    best_channel, current = fused.neighbour, first_decay
+    neighbour, decay, base_all = 0.0, decay_grid[0], network_all
+    best_channel = fused.neighbour
     tried_neighbour = 0
     if model.has_neighbours:
         for d in decay_grid:
             if d != current:
-                fused.neighbour, current = neighbour_matrix(model, histories, d), d
+                fused.neighbour, current = neighbour_matrix(model, states, d), d
             for w in neighbour_grid:
                 if w == 0.0:
                     continue
@@ -227,8 +242,6 @@ def select_fusion(
                     neighbour, decay, base_all = w, d, on_all
                     best_channel = fused.neighbour
         fused.neighbour = best_channel
-        if neighbour == 0.0:
-            decay = decay_grid[0]
     base = Weights(neighbour=neighbour)
     base_liked = run(base, liked) if len(liked.valid) else np.zeros(0)
     best = base
@@ -340,4 +353,5 @@ __all__ = [
     "neighbour_matrix",
     "phase_histories",
     "select_fusion",
+    "user_states",
 ]

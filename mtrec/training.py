@@ -474,7 +474,7 @@ def _train(
             from mtrec.selection import select_fusion
 
             t_fusion = time.perf_counter()
-            chosen = select_fusion(model, ds, split, decay_grid=cfg.neighbour_decays)
+            chosen = select_fusion(model, ds, split)
             result.fusion_seconds = time.perf_counter() - t_fusion
         model.config.fusion = FusionConfig(**from_rank0(chosen, distributed))
     result.seconds = time.perf_counter() - t0
