@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +17,7 @@ from mtrec.data.schema import Dataset
 from mtrec.evaluation import PROTOCOLS, evaluate_ranking, split_dataset
 from mtrec.evaluation.tasks import evaluate_tasks
 from mtrec.model.multitask import MultiTaskModel
-from mtrec.training import EpochLog, train_multitask
+from mtrec.training import RESUME_FILE, EpochLog, can_resume, train_multitask
 
 
 def _check_protocol(protocol: str) -> None:
@@ -59,9 +58,9 @@ def run_training(
             train_rows = np.concatenate([split.train, extra])
             feedback_rows = len(extra)
         model = MultiTaskModel.create(ds, cfg, text)
-        resume_ok = resume and _same_run(ws, cfg)
+        resume_ok = resume and can_resume(ws.model_dir, model.config)
         if not resume_ok:
-            (ws.model_dir / "resume.pt").unlink(missing_ok=True)
+            (ws.model_dir / RESUME_FILE).unlink(missing_ok=True)
         t0 = time.perf_counter()
         with progress() as bar:
             on_step, on_epoch = _progress_callbacks(bar, show_progress)
@@ -92,7 +91,7 @@ def run_training(
             "checkpoint": str(ws.model_dir),
         }
         model.save(ws.model_dir, {"valid_ndcg@10": result.best_ndcg10, **summary})
-        (ws.model_dir / "resume.pt").unlink(missing_ok=True)
+        (ws.model_dir / RESUME_FILE).unlink(missing_ok=True)
     if show_progress:
         err.print(
             f"Best epoch {result.best_epoch}: valid NDCG@10 {result.best_ndcg10:.4f} "
@@ -151,21 +150,6 @@ def _progress_callbacks(
         bar.update(task, description=f"epoch {log.epoch + 1}", completed=0)
 
     return on_step, on_epoch
-
-
-def _same_run(ws: Workspace, cfg: MTRecConfig) -> bool:
-    """Resume only a run of the same configuration."""
-    latest = ws.model_dir / "LATEST"
-    if not (ws.model_dir / "resume.pt").is_file() or not latest.is_file():
-        return False
-    saved = ws.model_dir / latest.read_text().strip() / "config.json"
-    if not saved.is_file():
-        return False
-    # The thread count changes the speed, not the run: a resume may use another one.
-    before, now = json.loads(saved.read_text()), json.loads(cfg.model_dump_json())
-    for c in (before, now):
-        c.get("train", {}).pop("threads", None)
-    return before == now
 
 
 def run_evaluation(

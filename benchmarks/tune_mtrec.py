@@ -133,7 +133,8 @@ def main() -> None:
         "ndcg@10"
     ]
     valid.update({f"tasks/{k}": v for k, v in evaluate_tasks(model, ds, split, "valid").items()})
-    fusion = select_fusion(model, ds, split)
+    # Training has already chosen the fusion weights on validation (``select_fusion``).
+    fusion = model.config.fusion.model_dump()
     by_k = {}
     for k in args.neighbour_ks:
         model.fit_neighbours(ds, split.train, k=k)
@@ -147,6 +148,7 @@ def main() -> None:
         "overrides": overrides,
         "threads": args.threads,
         "train_seconds": round(seconds, 1),
+        "fusion_seconds": round(result.fusion_seconds, 1),
         "epochs_run": len(result.epochs),
         "best_epoch": result.best_epoch,
         "epoch_seconds": [round(e.seconds, 1) for e in result.epochs],

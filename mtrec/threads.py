@@ -182,8 +182,7 @@ def usable_cores() -> int:
     """The cores this process may run on: its CPU affinity where the OS reports one, at most
     its cgroup's CPU quota and ``$OMP_NUM_THREADS`` where those are set (``torchrun`` sets 1
     per worker)."""
-    cpus = _affinity()
-    cores = len(cpus) if cpus else os.cpu_count() or 1
+    cores = _cores(_affinity())
     quota = cgroup_cpu_quota()
     if quota is not None:
         cores = min(cores, quota.cores)
@@ -231,6 +230,11 @@ def _affinity() -> set[int] | None:
         return None
 
 
+def _cores(affinity: set[int] | None) -> int:
+    """The cores of a CPU affinity, else every core the OS reports."""
+    return len(affinity) if affinity else os.cpu_count() or 1
+
+
 def default_busy_seconds() -> Callable[[], float | None]:
     """Where other processes' CPU use is read: the cgroup's own usage counter when a CPU
     quota binds (its rounded-up CPUs are fewer than the affinity's: the neighbours that matter
@@ -238,7 +242,7 @@ def default_busy_seconds() -> Callable[[], float | None]:
     can be read, else ``/proc/stat`` over the cores of the CPU affinity."""
     cpus = _affinity()
     quota = cgroup_cpu_quota()
-    binds = quota is not None and quota.cores < (len(cpus) if cpus else os.cpu_count() or 1)
+    binds = quota is not None and quota.cores < _cores(cpus)
     if binds and quota.busy_seconds() is not None:  # type: ignore[union-attr]
         return quota.busy_seconds  # type: ignore[union-attr]
 

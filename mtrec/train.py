@@ -32,7 +32,14 @@ import numpy as np
 import torch.distributed as dist
 
 from mtrec.config import MTRecConfig
-from mtrec.training import RESUME_FILE, EpochLog, from_rank0, resolve_device, train_multitask
+from mtrec.training import (
+    RESUME_FILE,
+    EpochLog,
+    can_resume,
+    from_rank0,
+    resolve_device,
+    train_multitask,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,15 +82,6 @@ def init_distributed(device: str) -> tuple[bool, int, int]:
     return True, dist.get_rank(), dist.get_world_size()
 
 
-def same_run(out: Path, cfg: MTRecConfig) -> bool:
-    """Whether ``out`` holds a resume file of a run with exactly this configuration."""
-    latest = out / "LATEST"
-    if not (out / RESUME_FILE).is_file() or not latest.is_file():
-        return False
-    saved = out / latest.read_text().strip() / "config.json"
-    return saved.is_file() and json.loads(saved.read_text()) == json.loads(cfg.model_dump_json())
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     """Train and (on rank 0) save the model; returns the summary on rank 0, else None."""
     from mtrec.data import load_dataset
@@ -114,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         model = MultiTaskModel.create(ds, cfg, text)
         resume = False
         if main_rank:
-            resume = not args.no_resume and same_run(args.out, model.config)
+            resume = not args.no_resume and can_resume(args.out, model.config)
             if not resume:
                 (args.out / RESUME_FILE).unlink(missing_ok=True)
         resume = from_rank0(resume, distributed)

@@ -22,7 +22,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from mtrec.config import FusionConfig
+from mtrec.config import FusionConfig, MTRecConfig
 from mtrec.data.history import History, user_histories
 from mtrec.data.schema import Dataset
 from mtrec.evaluation.evaluator import evaluate_ranking
@@ -33,6 +33,27 @@ from mtrec.model.network import TASKS, rating_bucket
 from mtrec.threads import AdaptiveThreads
 
 RESUME_FILE = "resume.pt"
+
+
+def can_resume(checkpoint_dir: Path, cfg: MTRecConfig) -> bool:
+    """Whether ``checkpoint_dir`` holds the resume file of an interrupted run of ``cfg``.
+
+    The saved configuration is parsed before comparing, so a setting added since it was
+    written takes its default rather than making every older run look different. The thread
+    count is left out: it changes the speed, not the run.
+    """
+    latest = checkpoint_dir / "LATEST"
+    if not (checkpoint_dir / RESUME_FILE).is_file() or not latest.is_file():
+        return False
+    saved = checkpoint_dir / latest.read_text().strip() / "config.json"
+    if not saved.is_file():
+        return False
+    try:
+        before = MTRecConfig.model_validate_json(saved.read_text())
+    except ValueError:  # written by an incompatible version: start afresh
+        return False
+    ignore = {"train": {"threads"}}
+    return before.model_dump(exclude=ignore) == cfg.model_dump(exclude=ignore)
 
 
 @dataclass
