@@ -34,7 +34,10 @@ def machine() -> dict[str, Any]:
 
 
 def git_commit() -> str | None:
-    """The checked-out commit, ``+dirty`` when tracked files have changes (None outside git)."""
+    """The checked-out commit, ``+dirty`` when tracked files have changes (None outside git).
+
+    Changes under ``benchmarks/results/`` do not count: a benchmark appends its own figures
+    there, and they do not change the code that produced them."""
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
@@ -47,7 +50,18 @@ def git_commit() -> str | None:
     head = git("rev-parse", "--short", "HEAD")
     if not head:
         return None
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    return head + (
+        "+dirty"
+        if git(
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":(exclude)benchmarks/results",
+        )
+        else ""
+    )
 
 
 def command() -> str:

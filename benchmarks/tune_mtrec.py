@@ -32,6 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import command, git_commit  # noqa: E402
+
 LOG = ROOT / "benchmarks" / "results" / "tuning-mtrec.jsonl"
 CACHE = Path(os.environ.get("MTREC_TUNE_CACHE", "/tmp/mtrec-tune"))
 
@@ -141,6 +143,8 @@ def main() -> None:
         by_k[str(k)] = select_fusion(model, ds, split)
     record = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": git_commit(),
+        "command": command(),
         "protocol": args.protocol,
         "seed": args.seed,
         "tag": args.tag,
